@@ -1,0 +1,177 @@
+"""The meter top level: everything inside the seal, with the pins it needs.
+
+:func:`meter_register_map` is the one declaration of the host-visible registers;
+:class:`Meter` builds its register bank from it and the host (``refmeter.soft``)
+builds its map from it too.
+"""
+
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .hostlink import HostLink
+from .hostlink.uart import baud_divisor
+from .registers import Access, Field, Register, RegisterBank, RegisterMap
+from .rtc import RealTimeClock
+
+__all__ = ["Meter", "meter_register_map", "gateware_version", "source_revision",
+           "DEMO_METER_ID"]
+
+#: EUI-64 of demonstration meters. The first octet has the locally-administered bit
+#: set: refmeter owns no OUI, so a real deployment assigns its own identities.
+DEMO_METER_ID = 0x02_52_45_46_00_00_00_01
+
+IDENTITY_REGISTERS = (
+    Register.number("meter_id", Access.RO, 64,
+                    "meter identity, EUI-64 (also the certificate's hwSerialNum)"),
+    Register("gateware_version", Access.RO, (
+        Field("patch", 8, "patch version"),
+        Field("minor", 8, "minor version"),
+        Field("major", 8, "major version"),
+    ), "version of the refmeter gateware in this bitstream"),
+    Register.number("build_hash", Access.RO, 32,
+                    "first 32 bits of the git commit built from; 0 when unknown"),
+    Register.number("register_map_hash", Access.RO, 32,
+                    "fingerprint of this register map, to detect a host/gateware mismatch"),
+)
+
+SCRATCH_REGISTERS = (
+    Register.number("scratch", Access.RW, 32,
+                    "free for the host: link checks and tests", init=0),
+)
+
+
+def meter_register_map() -> RegisterMap:
+    """The meter's registers and their addresses."""
+    register_map = RegisterMap()
+    register_map.add_block(0x0000, IDENTITY_REGISTERS)
+    register_map.add_block(0x0010, SCRATCH_REGISTERS)
+    register_map.add_block(0x0011, HostLink.REGISTERS)
+    register_map.add_block(0x0100, RealTimeClock.REGISTERS)
+    return register_map
+
+
+def gateware_version() -> tuple[int, int, int]:
+    """(major, minor, patch) of the installed refmeter package."""
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", metadata.version("refmeter"))
+    if match is None:
+        raise ValueError(f"Cannot read a major.minor.patch version from {metadata.version('refmeter')!r}")
+    major, minor, patch = map(int, match.groups())
+    return major, minor, patch
+
+
+def source_revision() -> int:
+    """First 32 bits of the git commit of the gateware source, or 0 outside a checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 0
+    return int(commit[:8], 16)
+
+
+class Meter(wiring.Component):
+    """The refmeter gateware top level.
+
+    Parameters
+    ----------
+    clk_freq : int
+        System clock frequency, Hz (a whole number of kHz).
+    baud : int
+        Host-link UART rate, bits/s.
+    meter_id : int
+        EUI-64 reported in the identity block.
+    build_hash : int
+        32-bit source revision reported in the identity block.
+    time_preset : bool
+        Give the meter a ``utc_preset`` port that sets its clock. Only simulation
+        harnesses ask for it, to start a simulated meter at the host's time; on a
+        board the clock starts at the epoch until it is set over the link.
+    frame_timeout_ms : int
+        Idle time after which a partly received frame is dropped, ms.
+
+    Attributes
+    ----------
+    uart_rx : Signal(), in
+        Host-link serial input.
+    uart_tx : Signal(), out
+        Host-link serial output.
+    heartbeat : Signal(), out
+        Toggles every second (an LED on boards: the meter is alive).
+    utc_preset : stream in, only with ``time_preset``
+        UTC seconds to set the clock to.
+    """
+
+    def __init__(self, *, clk_freq: int, baud: int, meter_id: int = DEMO_METER_ID,
+                 build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False):
+        if not 0 <= meter_id < 1 << 64:
+            raise ValueError(f"Meter id must be an EUI-64 (64-bit), not {meter_id:#x}")
+        if not 0 <= build_hash < 1 << 32:
+            raise ValueError(f"Build hash must fit 32 bits, not {build_hash:#x}")
+        if frame_timeout_ms < 1:
+            raise ValueError(f"Frame timeout must be at least 1 ms, not {frame_timeout_ms}")
+        self._clk_freq = clk_freq
+        self._divisor = baud_divisor(clk_freq, baud)
+        self._meter_id = meter_id
+        self._build_hash = build_hash
+        self._frame_timeout = frame_timeout_ms * clk_freq // 1000
+        self._register_map = meter_register_map()
+        members = {
+            "uart_rx": In(1, init=1),
+            "uart_tx": Out(1, init=1),
+            "heartbeat": Out(1),
+        }
+        if time_preset:
+            members["utc_preset"] = In(stream.Signature(32))
+        super().__init__(members)
+
+    @property
+    def clk_freq(self) -> int:
+        return self._clk_freq
+
+    @property
+    def divisor(self) -> int:
+        """UART bit time, clock cycles."""
+        return self._divisor
+
+    @property
+    def register_map(self) -> RegisterMap:
+        return self._register_map
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.registers = bank = RegisterBank(self._register_map)
+        m.submodules.hostlink = hostlink = HostLink(
+            data_width=self._register_map.data_width, divisor=self._divisor,
+            frame_timeout=self._frame_timeout)
+        m.submodules.rtc = rtc = RealTimeClock(clk_freq=self._clk_freq)
+        if "utc_preset" in self.signature.members:
+            wiring.connect(m, wiring.flipped(self.utc_preset), rtc.set)
+
+        wiring.connect(m, hostlink.bus, bank.bus)
+        m.d.comb += [
+            hostlink.rx.eq(self.uart_rx),
+            self.uart_tx.eq(hostlink.tx),
+            self.heartbeat.eq(rtc.seconds[0]),
+        ]
+
+        major, minor, patch = gateware_version()
+        m.d.comb += [
+            bank.meter_id.value.eq(self._meter_id),
+            bank.gateware_version.major.eq(major),
+            bank.gateware_version.minor.eq(minor),
+            bank.gateware_version.patch.eq(patch),
+            bank.build_hash.value.eq(self._build_hash),
+            bank.register_map_hash.value.eq(self._register_map.fingerprint()),
+            bank.link_status.rejected_frames.eq(hostlink.rejected_frames),
+            bank.link_status.framing_errors.eq(hostlink.framing_errors),
+            bank.link_status.overruns.eq(hostlink.overruns),
+            bank.utc_time.seconds.eq(rtc.seconds),
+            bank.utc_time.millisecond.eq(rtc.millisecond),
+        ]
+        return m

@@ -1,0 +1,311 @@
+"""Registers, declared once: the gateware builds its bus decoder from these
+declarations and the host builds its register map from the same objects.
+
+A :class:`Register` names its fields (least significant first), its access and its
+description. A :class:`RegisterMap` gives each register a 16-bit word address.
+:class:`RegisterBank` turns a map into logic: a :class:`RegisterBus` target that
+decodes addresses, enforces access and length, holds the storage of ``rw`` and
+``wo`` registers and reads ``ro`` registers from the components that own them.
+
+Register values travel on the wire big-endian, in as many whole bytes as the
+register is wide.
+"""
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .hostlink.protocol import Status
+
+__all__ = ["Access", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterBank"]
+
+
+class Access(enum.Enum):
+    """What the host may do with a register."""
+
+    RW = "rw"  #: host reads and writes; the bank holds the value
+    RO = "ro"  #: host reads; a gateware component drives the value
+    WO = "wo"  #: host writes; reading is refused (keys, commands)
+
+    @property
+    def readable(self) -> bool:
+        return self is not Access.WO
+
+    @property
+    def writable(self) -> bool:
+        return self is not Access.RO
+
+
+@dataclass(frozen=True)
+class Field:
+    """A named bit field of a register.
+
+    ``init`` is the value after reset (``rw`` and ``wo`` registers only).
+    """
+
+    name: str
+    width: int
+    description: str
+    init: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"Field name must be an identifier, not {self.name!r}")
+        if self.width < 1:
+            raise ValueError(f"Field {self.name!r} must be at least 1 bit wide, not {self.width}")
+        if not 0 <= self.init < 1 << self.width:
+            raise ValueError(f"Field {self.name!r} init {self.init} does not fit in {self.width} bits")
+
+
+@dataclass(frozen=True)
+class Register:
+    """A register: fields listed least significant first, padded to whole bytes.
+
+    A register with a single field is a plain number to the host; one with several
+    fields is a record of them.
+    """
+
+    name: str
+    access: Access
+    fields: tuple[Field, ...]
+    description: str
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"Register name must be an identifier, not {self.name!r}")
+        if not self.fields:
+            raise ValueError(f"Register {self.name!r} has no fields")
+        names = [field.name for field in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Register {self.name!r} has duplicate field names: {names}")
+
+    @classmethod
+    def number(cls, name: str, access: Access, width: int, description: str, *,
+               init: int = 0) -> "Register":
+        """A register holding one unsigned number of ``width`` bits."""
+        return cls(name, access, (Field("value", width, description, init),), description)
+
+    @property
+    def is_number(self) -> bool:
+        return len(self.fields) == 1
+
+    @property
+    def size(self) -> int:
+        """Width on the wire, in bytes."""
+        return (sum(field.width for field in self.fields) + 7) // 8
+
+    @property
+    def layout(self) -> data.StructLayout:
+        """The register's fields as an Amaranth layout, padded to :attr:`size` bytes."""
+        members = {field.name: field.width for field in self.fields}
+        padding = self.size * 8 - sum(members.values())
+        if padding:
+            members["_padding"] = padding
+        return data.StructLayout(members)
+
+    def field_offsets(self) -> Iterator[tuple[Field, int]]:
+        offset = 0
+        for field in self.fields:
+            yield field, offset
+            offset += field.width
+
+    @property
+    def field_inits(self) -> dict[str, int]:
+        return {field.name: field.init for field in self.fields}
+
+    @property
+    def init(self) -> int:
+        return sum(field.init << offset for field, offset in self.field_offsets())
+
+
+class RegisterMap:
+    """Registers at 16-bit word addresses; each register takes one address."""
+
+    ADDRESS_WIDTH = 16
+
+    def __init__(self) -> None:
+        self._by_address: dict[int, Register] = {}
+        self._by_name: dict[str, int] = {}
+
+    def add_block(self, base: int, registers: "tuple[Register, ...] | list[Register]") -> None:
+        """Place ``registers`` at consecutive addresses from ``base``."""
+        for offset, register in enumerate(registers):
+            self.add(base + offset, register)
+
+    def add(self, address: int, register: Register) -> None:
+        if not 0 <= address < 1 << self.ADDRESS_WIDTH:
+            raise ValueError(f"Address {address:#x} of {register.name!r} is outside the 16-bit space")
+        if address in self._by_address:
+            raise ValueError(f"Address {address:#06x} of {register.name!r} is already taken by "
+                             f"{self._by_address[address].name!r}")
+        if register.name in self._by_name:
+            raise ValueError(f"Register name {register.name!r} is declared twice")
+        self._by_address[address] = register
+        self._by_name[register.name] = address
+
+    def __iter__(self) -> Iterator[tuple[int, Register]]:
+        return iter(sorted(self._by_address.items()))
+
+    def __len__(self) -> int:
+        return len(self._by_address)
+
+    def address_of(self, name: str) -> int:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"No register named {name!r}; known: {', '.join(self._by_name)}") from None
+
+    def __getitem__(self, name: str) -> Register:
+        return self._by_address[self.address_of(name)]
+
+    @property
+    def data_width(self) -> int:
+        """Bus data width in bits: the widest register."""
+        return 8 * max(register.size for _, register in self)
+
+    def describe(self) -> list[dict]:
+        """A JSON-ready description, the form the host and the docs are generated from."""
+        return [{
+            "name": register.name,
+            "address": address,
+            "access": register.access.value,
+            "size": register.size,
+            "init": register.init,
+            "description": register.description,
+            "fields": [{"name": field.name, "offset": offset, "width": field.width,
+                        "init": field.init, "description": field.description}
+                       for field, offset in register.field_offsets()],
+        } for address, register in self]
+
+    def fingerprint(self) -> int:
+        """A 32-bit hash of everything a host depends on (not the descriptions).
+
+        The gateware reports it in the identity block, so a host can tell that a
+        bitstream was built from a different register map than its own.
+        """
+        shape = [{key: value for key, value in entry.items() if key != "description"}
+                 | {"fields": [{k: v for k, v in field.items() if k != "description"}
+                               for field in entry["fields"]]}
+                 for entry in self.describe()]
+        digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).digest()
+        return int.from_bytes(digest[:4], "big")
+
+
+class RegisterBus(wiring.Signature):
+    """One register access per strobe, answered combinationally.
+
+    The initiator (the host-link bridge) drives ``address``, ``write``, ``length``
+    (payload bytes it received) and ``w_data`` (right-aligned), and pulses
+    ``strobe``; in the same cycle the target answers with ``status``, and for a
+    read ``r_data`` and ``r_length`` (bytes to send). A write takes effect only on
+    a strobe whose status is ``OK``.
+    """
+
+    def __init__(self, *, data_width: int):
+        self._data_width = data_width
+        super().__init__({
+            "address":  Out(RegisterMap.ADDRESS_WIDTH),
+            "write":    Out(1),
+            "length":   Out(range(data_width // 8 + 1)),
+            "w_data":   Out(data_width),
+            "strobe":   Out(1),
+            "status":   In(Status),
+            "r_data":   In(data_width),
+            "r_length": In(range(data_width // 8 + 1)),
+        })
+
+    @property
+    def data_width(self) -> int:
+        return self._data_width
+
+
+class WriteOnlyPort(wiring.Signature):
+    """What a component sees of a ``wo`` register: the last value and a write pulse."""
+
+    def __init__(self, layout: data.StructLayout, *, init: dict[str, int]):
+        super().__init__({"data": Out(layout, init=init), "written": Out(1)})
+
+
+class RegisterBank(wiring.Component):
+    """Decoder and storage for a :class:`RegisterMap`.
+
+    Besides ``bus``, the bank has one port per register, named after it:
+    ``ro`` registers are inputs (the owning component drives the value), ``rw``
+    registers are outputs holding the stored value, ``wo`` registers are
+    :class:`WriteOnlyPort` outputs.
+
+    Rules, checked in this order: an unknown address is ``BAD_ADDRESS``; a write to
+    an ``ro`` register is ``READ_ONLY``; a read of a ``wo`` register is
+    ``WRITE_ONLY``; a write whose payload is not exactly the register's size, or a
+    read that carries a payload, is ``BAD_LENGTH``.
+    """
+
+    def __init__(self, register_map: RegisterMap):
+        self._register_map = register_map
+        members = {"bus": In(RegisterBus(data_width=register_map.data_width))}
+        for _, register in register_map:
+            if register.access is Access.RO:
+                members[register.name] = In(register.layout)
+            elif register.access is Access.RW:
+                members[register.name] = Out(register.layout, init=register.field_inits)
+            else:
+                members[register.name] = Out(WriteOnlyPort(register.layout,
+                                                           init=register.field_inits))
+        super().__init__(members)
+
+    @property
+    def register_map(self) -> RegisterMap:
+        return self._register_map
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+
+        for _, register in self._register_map:
+            if register.access is Access.WO:
+                m.d.sync += getattr(self, register.name).written.eq(0)
+
+        with m.Switch(bus.address):
+            for address, register in self._register_map:
+                port = getattr(self, register.name)
+                with m.Case(address):
+                    if register.access.readable:
+                        m.d.comb += bus.r_data.eq(port.as_value())
+                    with m.If(bus.write):
+                        if not register.access.writable:
+                            m.d.comb += bus.status.eq(Status.READ_ONLY)
+                        else:
+                            with m.If(bus.length != register.size):
+                                m.d.comb += bus.status.eq(Status.BAD_LENGTH)
+                            with m.Else():
+                                m.d.comb += bus.status.eq(Status.OK)
+                                self._store(m, register, port, bus)
+                    with m.Else():
+                        if not register.access.readable:
+                            m.d.comb += bus.status.eq(Status.WRITE_ONLY)
+                        else:
+                            with m.If(bus.length != 0):
+                                m.d.comb += bus.status.eq(Status.BAD_LENGTH)
+                            with m.Else():
+                                m.d.comb += [
+                                    bus.status.eq(Status.OK),
+                                    bus.r_length.eq(register.size),
+                                ]
+            with m.Default():
+                m.d.comb += bus.status.eq(Status.BAD_ADDRESS)
+        return m
+
+    @staticmethod
+    def _store(m: Module, register: Register, port, bus) -> None:
+        value = bus.w_data[:register.size * 8]
+        with m.If(bus.strobe):
+            if register.access is Access.RW:
+                m.d.sync += port.as_value().eq(value)
+            else:
+                m.d.sync += [port.data.as_value().eq(value), port.written.eq(1)]

@@ -1,0 +1,63 @@
+"""A meter with the host's end of its serial link, as byte streams.
+
+Simulators drive the harness byte by byte instead of bit by bit: the bytes still
+cross the meter's real UART pins, serialised by the same UART gateware the meter
+uses, and the simulator's own loop is woken once per byte instead of once per bit.
+"""
+
+from amaranth.hdl import Module
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from refmeter.gateware.hostlink.uart import UARTReceiver, UARTTransmitter
+from refmeter.gateware.meter import Meter
+
+__all__ = ["SimHarness", "SIM_CLK_FREQ", "SIM_BAUD"]
+
+#: The simulated meter runs at the iCEBreaker's 12 MHz, so timers mean the same ...
+SIM_CLK_FREQ = 12_000_000
+#: ... but its UART at 8 cycles per bit: a TCP client has no baud rate to match.
+SIM_BAUD = SIM_CLK_FREQ // 8
+
+
+class SimHarness(wiring.Component):
+    """``meter`` plus a host-side UART with FIFOs.
+
+    Attributes
+    ----------
+    to_meter : stream in
+        Bytes for the meter's UART receiver.
+    utc_preset : stream in
+        UTC seconds to start the meter's clock at (the simulator sends the host's time).
+    from_meter : stream out
+        Bytes the meter's UART transmitted.
+    """
+
+    to_meter: In(stream.Signature(8))
+    from_meter: Out(stream.Signature(8))
+    utc_preset: In(stream.Signature(32))
+
+    #: Bytes buffered each way: the simulator loop may look in only every few cycles.
+    FIFO_DEPTH = 64
+
+    def __init__(self, meter: Meter):
+        if "utc_preset" not in meter.signature.members:
+            raise ValueError("A simulated meter needs Meter(time_preset=True)")
+        self.meter = meter
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.meter = meter = self.meter
+        m.submodules.outbox = outbox = fifo.SyncFIFOBuffered(width=8, depth=self.FIFO_DEPTH)
+        m.submodules.host_tx = host_tx = UARTTransmitter(divisor=meter.divisor)
+        m.submodules.host_rx = host_rx = UARTReceiver(divisor=meter.divisor)
+        m.submodules.inbox = inbox = fifo.SyncFIFOBuffered(width=8, depth=self.FIFO_DEPTH)
+
+        wiring.connect(m, wiring.flipped(self.to_meter), outbox.w_stream)
+        wiring.connect(m, outbox.r_stream, host_tx.data)
+        m.d.comb += [meter.uart_rx.eq(host_tx.tx), host_rx.rx.eq(meter.uart_tx)]
+        wiring.connect(m, host_rx.data, inbox.w_stream)
+        wiring.connect(m, inbox.r_stream, wiring.flipped(self.from_meter))
+        wiring.connect(m, wiring.flipped(self.utc_preset), meter.utc_preset)
+        return m

@@ -1,0 +1,212 @@
+"""Simulated meters behind the host's :class:`~refmeter.soft.transport.Transport`.
+
+Two engines run the same :class:`~refmeter.sim.harness.SimHarness`:
+
+* ``amaranth``: Amaranth's Python simulator in a background thread; needs nothing
+  but Python (about 30-45 thousand cycles per second);
+* ``verilator``: the harness compiled by Verilator with a small C++ loop
+  (``harness.cpp``) in a child process, bridged over pipes; needs a C++ compiler,
+  and is two orders of magnitude faster.
+
+Both run freely, bridging bytes as they come: the meter's clock is simulated
+time, slower than wall-clock time.
+"""
+
+import os
+import subprocess
+import threading
+import time
+from typing import Callable
+
+from amaranth.sim import Simulator
+
+from refmeter.gateware.meter import Meter, DEMO_METER_ID, source_revision
+from refmeter.soft.errors import LinkError
+from refmeter.soft.transport import Transport
+
+from .harness import SIM_BAUD, SIM_CLK_FREQ, SimHarness
+from . import verilator
+
+__all__ = ["SIMULATORS", "default_simulator", "simulated_meter", "open_simulation",
+           "AmaranthSimulation", "VerilatorSimulation"]
+
+SIMULATORS = ("amaranth", "verilator")
+
+
+def default_simulator() -> str:
+    """``verilator`` when this machine can compile its model, else ``amaranth``."""
+    return "verilator" if verilator.missing_tools() == [] else "amaranth"
+
+
+def simulated_meter(*, meter_id: int = DEMO_METER_ID) -> Meter:
+    """The meter as every simulation runs it."""
+    return Meter(clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD, meter_id=meter_id,
+                 build_hash=source_revision(), time_preset=True)
+
+
+def open_simulation(simulator: str, meter: Meter | None = None, *,
+                    progress: Callable[[str], None] = lambda message: None) -> Transport:
+    """Start a simulated meter and return the transport to its UART."""
+    meter = simulated_meter() if meter is None else meter
+    if simulator == "amaranth":
+        return AmaranthSimulation(meter)
+    if simulator == "verilator":
+        return VerilatorSimulation(meter, progress=progress)
+    raise ValueError(f"Unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+
+
+class _ByteQueue:
+    """Bytes from the meter, handed from the simulation's thread to the host's."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._changed = threading.Condition()
+        self.failure: str | None = None
+
+    def put(self, data: bytes) -> None:
+        with self._changed:
+            self._data += data
+            self._changed.notify_all()
+
+    def fail(self, reason: str) -> None:
+        with self._changed:
+            self.failure = reason
+            self._changed.notify_all()
+
+    def get(self, size: int, timeout: float, url: str) -> bytes:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self._data) < size and self.failure is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            if self.failure is not None and not self._data:
+                raise LinkError(f"simulated meter {url} stopped: {self.failure}")
+            data = bytes(self._data[:size])
+            del self._data[:size]
+            return data
+
+    def clear(self) -> None:
+        with self._changed:
+            self._data.clear()
+
+
+class AmaranthSimulation(Transport):
+    """The meter in Amaranth's simulator, running in a background thread."""
+
+    #: Cycles between looks at the host-side FIFOs; a byte takes 10 bit times.
+    POLL_CYCLES = 32
+
+    def __init__(self, meter: Meter):
+        self.url = "sim:amaranth"
+        self._harness = SimHarness(meter)
+        self._to_meter = bytearray()
+        self._to_meter_lock = threading.Lock()
+        self._from_meter = _ByteQueue()
+        self._stopping = threading.Event()
+
+        self._simulator = Simulator(self._harness)
+        self._simulator.add_clock(1 / meter.clk_freq)
+        self._simulator.add_testbench(self._bridge)
+        self._thread = threading.Thread(target=self._run, name="amaranth-meter", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._simulator.run()
+        except Exception as error:  # surfaces in the host thread as a LinkError
+            self._from_meter.fail(f"{type(error).__name__}: {error}")
+        else:
+            self._from_meter.fail("closed")
+
+    async def _bridge(self, ctx) -> None:
+        to_meter, from_meter = self._harness.to_meter, self._harness.from_meter
+        ctx.set(from_meter.ready, 1)
+        ctx.set(self._harness.utc_preset.payload, int(time.time()))
+        ctx.set(self._harness.utc_preset.valid, 1)
+        await ctx.tick()
+        ctx.set(self._harness.utc_preset.valid, 0)
+        while not self._stopping.is_set():
+            with self._to_meter_lock:
+                pending, self._to_meter[:] = bytes(self._to_meter), b""
+            for byte in pending:
+                ctx.set(to_meter.payload, byte)
+                ctx.set(to_meter.valid, 1)
+                await ctx.tick().until(to_meter.ready)
+            ctx.set(to_meter.valid, 0)
+
+            received = bytearray()
+            for _ in range(self.POLL_CYCLES):
+                _, _, valid, payload = await ctx.tick().sample(from_meter.valid, from_meter.payload)
+                if valid:
+                    received.append(payload)
+            if received:
+                self._from_meter.put(bytes(received))
+
+    def write(self, data: bytes) -> None:
+        if not self._thread.is_alive():
+            raise LinkError(f"simulated meter {self.url} is not running")
+        with self._to_meter_lock:
+            self._to_meter += data
+
+    def read(self, size: int, timeout: float) -> bytes:
+        return self._from_meter.get(size, timeout, self.url)
+
+    def discard_input(self) -> None:
+        self._from_meter.clear()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+
+class VerilatorSimulation(Transport):
+    """The meter compiled by Verilator, in a child process bridged over pipes."""
+
+    def __init__(self, meter: Meter, *, progress: Callable[[str], None] = lambda message: None):
+        self.url = "sim:verilator"
+        executable = verilator.build_harness(SimHarness(meter), progress=progress)
+        self._process = subprocess.Popen(
+            [str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True)  # Ctrl-C is the parent's to handle
+        self._from_meter = _ByteQueue()
+        self._reader = threading.Thread(target=self._pump, name="verilator-meter", daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self._process.stdout is not None
+        while data := os.read(self._process.stdout.fileno(), 4096):
+            self._from_meter.put(data)
+        code = self._process.wait()
+        assert self._process.stderr is not None
+        message = self._process.stderr.read().decode(errors="replace").strip()
+        self._from_meter.fail(f"exit code {code}" + (f": {message}" if message else ""))
+
+    def write(self, data: bytes) -> None:
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(data)
+            self._process.stdin.flush()
+        except (BrokenPipeError, ValueError) as error:
+            raise LinkError(f"simulated meter {self.url} is not running") from error
+
+    def read(self, size: int, timeout: float) -> bytes:
+        return self._from_meter.get(size, timeout, self.url)
+
+    def discard_input(self) -> None:
+        self._from_meter.clear()
+
+    def close(self) -> None:
+        """Close the model's input, which ends its loop; kill it if it lingers."""
+        if self._process.stdin is not None and not self._process.stdin.closed:
+            try:
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._reader.join()

@@ -1,0 +1,93 @@
+"""The host's register map: the gateware declaration, plus wire encoding.
+
+Nothing here restates an address or a field: both come from
+:func:`refmeter.gateware.meter.meter_register_map`.
+"""
+
+from collections.abc import Iterator, Mapping
+
+from refmeter.gateware.meter import meter_register_map
+from refmeter.gateware.registers import Register, RegisterMap
+
+__all__ = ["METER_REGISTERS", "RegisterValue", "decode", "encode", "registers_markdown"]
+
+#: The register map of the gateware this host package was installed with.
+METER_REGISTERS: RegisterMap = meter_register_map()
+
+
+class RegisterValue(Mapping[str, int]):
+    """A multi-field register value: a read-only mapping of field name to value."""
+
+    def __init__(self, register: Register, raw: int):
+        self.register = register
+        self.raw = raw
+        self._fields = {field.name: (raw >> offset) & ((1 << field.width) - 1)
+                        for field, offset in register.field_offsets()}
+
+    def __getitem__(self, name: str) -> int:
+        return self._fields[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value}" for name, value in self._fields.items())
+        return f"{self.register.name}({fields})"
+
+
+def decode(register: Register, data: bytes) -> "int | RegisterValue":
+    """A register's wire bytes as a number (one field) or a :class:`RegisterValue`."""
+    if len(data) != register.size:
+        raise ValueError(f"{register.name} is {register.size} bytes, the meter sent {len(data)}")
+    raw = int.from_bytes(data, "big")
+    return raw if register.is_number else RegisterValue(register, raw)
+
+
+def encode(register: Register, value: "int | Mapping[str, int]") -> bytes:
+    """Wire bytes for writing ``value`` (a number, or field values by name)."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - {field.name for field in register.fields}
+        if unknown:
+            raise ValueError(f"{register.name} has no field {', '.join(sorted(unknown))}")
+        raw = 0
+        for field, offset in register.field_offsets():
+            field_value = value.get(field.name, field.init)
+            if not 0 <= field_value < 1 << field.width:
+                raise ValueError(f"{field_value} does not fit {register.name}.{field.name} "
+                                 f"({field.width} bits)")
+            raw |= field_value << offset
+    else:
+        raw = value
+        width = sum(field.width for field in register.fields)
+        if not 0 <= raw < 1 << width:
+            raise ValueError(f"{raw} does not fit {register.name} ({width} bits)")
+    return raw.to_bytes(register.size, "big")
+
+
+def registers_markdown(register_map: RegisterMap = METER_REGISTERS) -> str:
+    """The register reference, as in ``docs/registers.md``."""
+    lines = [
+        "# Register map",
+        "",
+        "Generated from the gateware declaration by `refmeter regs --markdown`; do not edit.",
+        f"Register map fingerprint: `{register_map.fingerprint():#010x}`.",
+        "Values are big-endian on the wire; fields are listed least significant first.",
+        "",
+        "| address | register | access | bytes | reset | description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for address, register in register_map:
+        lines.append(f"| `{address:#06x}` | `{register.name}` | {register.access.value} | "
+                     f"{register.size} | `{register.init:#x}` | {register.description} |")
+    for address, register in register_map:
+        if register.is_number:
+            continue
+        lines += ["", f"## `{register.name}` fields", "",
+                  "| bits | field | reset | description |", "|---|---|---|---|"]
+        for field, offset in register.field_offsets():
+            bits = f"{offset + field.width - 1}:{offset}" if field.width > 1 else f"{offset}"
+            lines.append(f"| {bits} | `{field.name}` | `{field.init:#x}` | {field.description} |")
+    return "\n".join(lines) + "\n"
