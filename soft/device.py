@@ -67,7 +67,7 @@ class Meter:
     def read(self, name: str) -> "int | RegisterValue":
         """One register: a number, or a :class:`RegisterValue` of its fields."""
         register = self.register_map[name]
-        data = self.link.request(Command.READ, self.register_map.address_of(name))
+        data = self.link.request(Command.READ, self.register_map.address_of(name), target=name)
         try:
             return decode(register, data)
         except ValueError as error:
@@ -76,7 +76,8 @@ class Meter:
     def write(self, name: str, value: "int | Mapping[str, int]") -> None:
         """Write one register (a number, or field values by name)."""
         register = self.register_map[name]
-        self.link.request(Command.WRITE, self.register_map.address_of(name), encode(register, value))
+        self.link.request(Command.WRITE, self.register_map.address_of(name),
+                          encode(register, value), target=name)
 
     def read_all(self) -> dict[str, "int | RegisterValue"]:
         """Every readable register, by name, in address order."""

@@ -79,8 +79,11 @@ class MeterLink:
     def url(self) -> str:
         return self.transport.url
 
-    def request(self, command: Command, address: int, payload: bytes = b"") -> bytes:
+    def request(self, command: Command, address: int, payload: bytes = b"", *,
+                target: str | None = None) -> bytes:
         """Perform one request and return the response payload.
+
+        ``target`` names the register in error messages.
 
         Raises
         ------
@@ -99,9 +102,9 @@ class MeterLink:
             elif response.status is Status.BAD_CRC:
                 logger.debug("try %d: meter at %s saw a corrupted request", attempt, self.url)
             elif response.status is not Status.OK:
-                raise RequestRefused(
-                    f"meter at {self.url} refused {command.name.lower()} of address "
-                    f"{address:#06x}: {response.status.name}", response.status)
+                where = f"{target} ({address:#06x})" if target else f"address {address:#06x}"
+                raise RequestRefused(f"meter at {self.url} refused to {command.name.lower()} "
+                                     f"{where}: {response.status.name}", response.status)
             else:
                 return response.payload
         raise NoReply(f"no reply from meter at {self.url} after {self.tries} "

@@ -1,0 +1,348 @@
+"""The ``refmeter`` command.
+
+The CLI is the top of the import graph: it is the one module under ``soft`` that
+also imports ``refmeter.sim`` and ``refmeter.boards``, and only inside the
+subcommands that need them.
+
+Exit codes: 0 done; 1 the meter refused a request or is not the meter expected;
+2 bad command line (including an unknown register or a value that does not fit); 3 the link failed (cannot open, no reply); 4 a toolchain step
+failed (synthesis, no programmer, programming); 130 interrupted.
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import textwrap
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from .device import Meter
+from .errors import LinkError, MeterError
+from .registers import METER_REGISTERS, RegisterValue, registers_markdown
+from .transport import DEFAULT_BAUD, SerialTransport, Transport
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_TOOLCHAIN, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+logger = logging.getLogger("refmeter")
+
+
+class _ToolchainError(Exception):
+    """A build or programming step failed (exit code 4)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    def command(name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+        return subcommands.add_parser(
+            name, help=summary, description=summary,
+            epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip(), "  "),
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    parser = argparse.ArgumentParser(
+        prog="refmeter",
+        description="Drive a refmeter smart meter, on a board or in simulation.",
+        epilog=textwrap.dedent("""\
+            examples:
+              refmeter demo                                  start a simulated meter and read it
+              refmeter sim --port 7700                       serve a simulated meter's UART on TCP
+              refmeter --url socket://127.0.0.1:7700 read    read it, as a board would be read
+              refmeter build --board icebreaker              synthesise for the iCEBreaker
+
+            exit codes: 0 done, 1 meter refused, 2 bad usage, 3 link failed,
+            4 toolchain failed, 130 interrupted"""),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="say more (frames, retries)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    parser.add_argument(
+        "--url", default=os.environ.get("REFMETER_URL", "/dev/ttyUSB0"),
+        help="where the meter is: a serial port (/dev/ttyUSB0), socket://HOST:PORT for "
+             "`refmeter sim`, or sim: / sim:amaranth / sim:verilator for an in-process "
+             "simulation (default: $REFMETER_URL or /dev/ttyUSB0)")
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                        help=f"serial rate of the board's bitstream (default {DEFAULT_BAUD})")
+    parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each reply")
+    parser.add_argument("--tries", type=int, default=3, help="tries per request before giving up")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = command("demo", "start a simulated meter and read it through socket://, as a board", """
+        refmeter demo
+        refmeter demo --simulator amaranth""")
+    _simulator_option(demo)
+
+    sim = command("sim", "run the meter gateware in simulation and serve its UART on a TCP port", """
+        refmeter sim --port 7700                   then: refmeter --url socket://127.0.0.1:7700 read
+        refmeter sim --port 0 --json               pick a free port, print {"url": ...}
+        refmeter sim --simulator amaranth          no C++ compiler needed""")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=7700, help="TCP port; 0 picks a free one (default 7700)")
+    sim.add_argument("--json", action="store_true", help="announce the URL as one JSON line")
+    _simulator_option(sim)
+
+    read = command("read", "read registers (all readable ones by default)", """
+        refmeter --url /dev/ttyUSB1 read
+        refmeter --url socket://127.0.0.1:7700 read utc_time scratch
+        refmeter --url sim: read --json""")
+    read.add_argument("registers", nargs="*", metavar="REGISTER", help="register names")
+    read.add_argument("--json", action="store_true", help="machine-readable output")
+
+    write = command("write", "write one register", """
+        refmeter --url socket://127.0.0.1:7700 write scratch 0xC0FFEE
+        refmeter --url /dev/ttyUSB1 write scratch 42""")
+    write.add_argument("register", help="register name")
+    write.add_argument("value", help="a number (0x.. for hex) or FIELD=NUMBER,FIELD=NUMBER")
+
+    regs = command("regs", "print the register map this host expects", """
+        refmeter regs
+        refmeter regs --markdown > docs/registers.md""")
+    regs_format = regs.add_mutually_exclusive_group()
+    regs_format.add_argument("--json", action="store_true", help="machine-readable output")
+    regs_format.add_argument("--markdown", action="store_true", help="the docs/registers.md page")
+
+    build = command("build", "synthesise the meter for a board and report its size and speed", """
+        refmeter build --board icebreaker
+        refmeter build --board ulx3s --json > ulx3s.json""")
+    _board_option(build)
+    build.add_argument("--build-dir", type=Path, help="where outputs go (default build/BOARD)")
+    build.add_argument("--json", action="store_true", help="machine-readable report")
+
+    program = command("program", "load a built bitstream onto a board", """
+        refmeter program --board icebreaker
+        refmeter program --board ulx3s --flash       keep it across power cycles""")
+    _board_option(program)
+    program.add_argument("--bitstream", type=Path, help="bitstream file (default: build/BOARD/...)")
+    program.add_argument("--flash", action="store_true",
+                         help="write the configuration flash instead of the FPGA only")
+    return parser
+
+
+def _simulator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--simulator", choices=("auto", "amaranth", "verilator"), default="auto",
+                        help="amaranth (pure Python) or verilator (compiled, ~500x faster); "
+                             "auto picks verilator when a C++ compiler is present")
+
+
+def _board_option(parser: argparse.ArgumentParser) -> None:
+    from refmeter.boards import BOARDS
+    parser.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
+
+
+def _say(message: str) -> None:
+    logger.info("%s", message)
+
+
+def _simulator(choice: str) -> str:
+    from refmeter.sim.simulators import default_simulator
+    return default_simulator() if choice == "auto" else choice
+
+
+def _open_transport(args: argparse.Namespace) -> Transport:
+    if args.url.startswith("sim:"):
+        from refmeter.sim.simulators import open_simulation
+        return open_simulation(_simulator(args.url.removeprefix("sim:") or "auto"), progress=_say)
+    return SerialTransport(args.url, baudrate=args.baud)
+
+
+def _open_meter(args: argparse.Namespace) -> Meter:
+    meter = Meter(_open_transport(args), timeout=args.timeout, tries=args.tries)
+    try:
+        meter.check_register_map()
+    except BaseException:
+        meter.close()
+        raise
+    return meter
+
+
+def _plain(value: "int | RegisterValue") -> "int | dict[str, int]":
+    return dict(value) if isinstance(value, RegisterValue) else value
+
+
+def _show(name: str, value: "int | RegisterValue") -> str:
+    if isinstance(value, RegisterValue):
+        return " ".join(f"{field}={number}" for field, number in value.items())
+    return f"{value:#0{2 + 2 * METER_REGISTERS[name].size}x}"
+
+
+def _cmd_read(args: argparse.Namespace) -> int:
+    with _open_meter(args) as meter:
+        names = args.registers or [register.name for _, register in METER_REGISTERS
+                                   if register.access.readable]
+        values = {name: meter.read(name) for name in names}
+        identity = meter.identity() if "meter_id" in values else None
+        utc = meter.utc_time().isoformat(timespec="milliseconds") if "utc_time" in values else None
+    if args.json:
+        document: dict[str, object] = {"url": args.url,
+                                       "registers": {name: _plain(v) for name, v in values.items()}}
+        if identity is not None:
+            document["meter_id"] = identity.eui64
+        if utc is not None:
+            document["utc_time"] = utc
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    print(f"meter at {args.url}")
+    for name, value in values.items():
+        note = {"meter_id": identity and f"EUI-64 {identity.eui64}", "utc_time": utc}.get(name)
+        print(f"  {name:<20} {_show(name, value)}" + (f"   ({note})" if note else ""))
+    return EXIT_OK
+
+
+def _parse_value(text: str) -> "int | Mapping[str, int]":
+    try:
+        if "=" in text:
+            return {name.strip(): int(number, 0)
+                    for name, number in (pair.split("=", 1) for pair in text.split(","))}
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a number or FIELD=NUMBER list") from None
+
+
+def _cmd_write(args: argparse.Namespace) -> int:
+    value = _parse_value(args.value)
+    with _open_meter(args) as meter:
+        meter.write(args.register, value)
+        if meter.register_map[args.register].access.readable:
+            _say(f"{args.register} = {_show(args.register, meter.read(args.register))}")
+    return EXIT_OK
+
+
+def _cmd_regs(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps({"fingerprint": METER_REGISTERS.fingerprint(),
+                          "registers": METER_REGISTERS.describe()}, indent=2))
+    elif args.markdown:
+        print(registers_markdown(), end="")
+    else:
+        for address, register in METER_REGISTERS:
+            print(f"{address:#06x}  {register.name:<20} {register.access.value}  "
+                  f"{register.size} B  {register.description}")
+    return EXIT_OK
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from refmeter.sim.server import CoSimServer
+    from refmeter.sim.simulators import open_simulation
+
+    simulator = _simulator(args.simulator)
+    meter = open_simulation(simulator, progress=_say)
+    try:
+        server = CoSimServer(meter, host=args.host, port=args.port)
+    except OSError as error:
+        meter.close()
+        raise LinkError(f"cannot listen on {args.host}:{args.port}: {error}") from error
+    try:
+        if args.json:
+            print(json.dumps({"url": server.url, "simulator": simulator}), flush=True)
+        else:
+            print(f"refmeter sim: {simulator} simulation of the meter, UART on {server.url}; "
+                  f"Ctrl-C stops", flush=True)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        _say("refmeter sim: stopped")
+    finally:
+        server.close()
+        meter.close()
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from refmeter.sim.server import CoSimServer
+    from refmeter.sim.simulators import open_simulation
+
+    simulator = _simulator(args.simulator)
+    print(f"Starting a simulated meter ({simulator}) and its co-simulation server ...")
+    simulation = open_simulation(simulator, progress=_say)
+    server = CoSimServer(simulation, port=0)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        print(f"Reading it through {server.url}, with the code that reads a board:")
+        with Meter(SerialTransport(server.url), timeout=args.timeout, tries=args.tries) as meter:
+            identity = meter.check_register_map()
+            print(f"  meter id          {identity.eui64}")
+            print(f"  gateware          {identity.version}, build {identity.build_hash:08x}, "
+                  f"register map {identity.register_map_hash:08x} (matches this host)")
+            print(f"  meter clock (UTC) {meter.utc_time().isoformat(timespec='milliseconds')}")
+            meter.write("scratch", 0xC0FFEE)
+            print(f"  scratch           wrote 0xc0ffee, read back {meter.read('scratch'):#x}")
+            status = meter.link_status()
+            print(f"  link errors       {status.rejected_frames} rejected frames, "
+                  f"{status.framing_errors} framing errors, {status.overruns} overruns")
+    finally:
+        server.close()
+        serving.join()
+        simulation.close()
+    print("Done. Next: `refmeter sim --port 7700` and `refmeter --url socket://127.0.0.1:7700 read`.")
+    return EXIT_OK
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from refmeter.boards import BOARDS
+    from refmeter.boards.build import BuildError, build, report_table
+
+    board = BOARDS[args.board]
+    build_dir = args.build_dir or Path("build") / board.name
+    _say(f"building the meter for {board.title} in {build_dir}")
+    try:
+        report = build(board, build_dir, baud=args.baud, progress=_say)
+    except BuildError as error:
+        raise _ToolchainError(str(error)) from error
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report_table([report]))
+    return EXIT_OK
+
+
+def _cmd_program(args: argparse.Namespace) -> int:
+    from refmeter.boards import BOARDS
+    from refmeter.boards.build import DESIGN_NAME
+    from refmeter.boards.program import ProgramError, program
+
+    board = BOARDS[args.board]
+    bitstream = args.bitstream or Path("build") / board.name / f"{DESIGN_NAME}.{board.bitstream_suffix}"
+    try:
+        output = program(board, bitstream, flash=args.flash)
+    except ProgramError as error:
+        raise _ToolchainError(str(error)) from error
+    logger.debug("%s", output)
+    _say(f"programmed {board.title} with {bitstream}" + (" (flash)" if args.flash else ""))
+    return EXIT_OK
+
+
+_COMMANDS = {"demo": _cmd_demo, "sim": _cmd_sim, "read": _cmd_read, "write": _cmd_write,
+             "regs": _cmd_regs, "build": _cmd_build, "program": _cmd_program}
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else
+                        logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    # A service manager's SIGTERM stops `refmeter sim` as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _COMMANDS[args.command](args)
+    except LinkError as error:
+        logger.error("error: %s", error)
+        return EXIT_LINK
+    except MeterError as error:
+        logger.error("error: %s", error)
+        return EXIT_REFUSED
+    except (ValueError, KeyError) as error:  # a register name or value the map refuses
+        logger.error("error: %s", error.args[0] if isinstance(error, KeyError) else error)
+        return EXIT_USAGE
+    except _ToolchainError as error:
+        logger.error("error: %s", error)
+        return EXIT_TOOLCHAIN
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return EXIT_INTERRUPTED
