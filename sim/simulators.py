@@ -95,7 +95,7 @@ class _ByteQueue:
 class AmaranthSimulation(Transport):
     """The meter in Amaranth's simulator, running in a background thread."""
 
-    #: Cycles between looks at the host-side FIFOs; a byte takes 10 bit times.
+    #: Cycles between looks at the harness's FIFOs: fewer than a byte takes (80).
     POLL_CYCLES = 32
 
     def __init__(self, meter: Meter):
@@ -121,28 +121,39 @@ class AmaranthSimulation(Transport):
             self._from_meter.fail("closed")
 
     async def _bridge(self, ctx) -> None:
-        to_meter, from_meter = self._harness.to_meter, self._harness.from_meter
-        ctx.set(from_meter.ready, 1)
-        ctx.set(self._harness.utc_preset.payload, int(time.time()))
-        ctx.set(self._harness.utc_preset.valid, 1)
+        harness = self._harness
+        ctx.set(harness.utc_preset.payload, int(time.time()))
+        ctx.set(harness.utc_preset.valid, 1)
         await ctx.tick()
-        ctx.set(self._harness.utc_preset.valid, 0)
+        ctx.set(harness.utc_preset.valid, 0)
+
+        outgoing = bytearray()
         while not self._stopping.is_set():
             with self._to_meter_lock:
-                pending, self._to_meter[:] = bytes(self._to_meter), b""
-            for byte in pending:
-                ctx.set(to_meter.payload, byte)
-                ctx.set(to_meter.valid, 1)
-                await ctx.tick().until(to_meter.ready)
-            ctx.set(to_meter.valid, 0)
-
+                outgoing += self._to_meter
+                self._to_meter.clear()
+            # Fill the harness's outbox, one byte a cycle, until it is full.
+            while outgoing:
+                ctx.set(harness.to_meter.payload, outgoing[0])
+                ctx.set(harness.to_meter.valid, 1)
+                _, _, taken = await ctx.tick().sample(harness.to_meter.ready)
+                if not taken:
+                    break
+                del outgoing[0]
+            ctx.set(harness.to_meter.valid, 0)
+            # Empty its inbox.
+            ctx.set(harness.from_meter.ready, 1)
             received = bytearray()
-            for _ in range(self.POLL_CYCLES):
-                _, _, valid, payload = await ctx.tick().sample(from_meter.valid, from_meter.payload)
-                if valid:
-                    received.append(payload)
+            while True:
+                _, _, valid, byte = await ctx.tick().sample(harness.from_meter.valid,
+                                                            harness.from_meter.payload)
+                if not valid:
+                    break
+                received.append(byte)
+            ctx.set(harness.from_meter.ready, 0)
             if received:
                 self._from_meter.put(bytes(received))
+            await ctx.tick().repeat(self.POLL_CYCLES)
 
     def write(self, data: bytes) -> None:
         if not self._thread.is_alive():
@@ -210,3 +221,6 @@ class VerilatorSimulation(Transport):
             self._process.kill()
             self._process.wait()
         self._reader.join()
+        for pipe in (self._process.stdout, self._process.stderr):
+            if pipe is not None:
+                pipe.close()

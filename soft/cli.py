@@ -326,9 +326,9 @@ def main(argv: "list[str] | None" = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else
                         logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+                        format="%(message)s", stream=sys.stderr, force=True)
     # A service manager's SIGTERM stops `refmeter sim` as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return _COMMANDS[args.command](args)
     except LinkError as error:
@@ -346,3 +346,5 @@ def main(argv: "list[str] | None" = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)

@@ -27,6 +27,7 @@ assert METER_ID != DEMO_METER_ID
 
 
 def test_meter_top_over_uart(tmp_path, monkeypatch):
+    """Every bench test in meter_top.py passes against the Verilog of a non-default Meter."""
     missing = missing_tools()
     if missing:
         pytest.skip(f"cannot compile a Verilator model: {', '.join(missing)} not found")

@@ -27,7 +27,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, First, RisingEdge, Timer, with_timeout
+from cocotb.triggers import (
+    FallingEdge, First, RisingEdge, SimTimeoutError, Timer, with_timeout)
 
 from refmeter.gateware.hostlink.protocol import (
     CRC_SIZE, MAX_PAYLOAD, RESPONSE_HEADER_SIZE, SOF, Command, Status)
@@ -123,7 +124,10 @@ class UartSink:
 
     async def read_byte(self, timeout_ps: int) -> int:
         """The next received byte; fails if none starts within ``timeout_ps``."""
-        byte = await with_timeout(self._queue.get(), timeout_ps, "ps")
+        try:
+            byte = await with_timeout(self._queue.get(), timeout_ps, "ps")
+        except SimTimeoutError:
+            raise AssertionError(f"no byte from the meter within {timeout_ps / 1e6:g} us") from None
         assert self.framing_errors == 0, "the meter sent a byte with a bad stop bit"
         return byte
 
@@ -218,11 +222,17 @@ async def started(dut) -> TB:
 async def identity_registers_read_back_as_built(dut):
     """meter_id, gateware_version, build_hash and register_map_hash are the built values."""
     tb = await started(dut)
-    assert await tb.read("meter_id") == tb.params.meter_id
+    meter_id = await tb.read("meter_id")
+    assert meter_id == tb.params.meter_id, (f"meter_id {meter_id:#018x}, "
+                                            f"built {tb.params.meter_id:#018x}")
     version = await tb.read("gateware_version")
     assert (version["major"], version["minor"], version["patch"]) == gateware_version()
-    assert await tb.read("build_hash") == tb.params.build_hash
-    assert await tb.read("register_map_hash") == REGISTERS.fingerprint()
+    build_hash = await tb.read("build_hash")
+    assert build_hash == tb.params.build_hash, (f"build_hash {build_hash:#010x}, "
+                                                f"built {tb.params.build_hash:#010x}")
+    map_hash = await tb.read("register_map_hash")
+    assert map_hash == REGISTERS.fingerprint(), (f"register_map_hash {map_hash:#010x}, "
+                                                 f"host map {REGISTERS.fingerprint():#010x}")
 
 
 @cocotb.test()

@@ -1,0 +1,26 @@
+"""Fixtures shared by the host, CLI and simulation tests."""
+
+import pytest
+
+from refmeter.sim import verilator
+from refmeter.sim.simulators import SIMULATORS, open_simulation
+from refmeter.soft.device import Meter
+
+
+def require_simulator(simulator: str) -> None:
+    """Skip, saying why, when this machine cannot run ``simulator``."""
+    if simulator == "verilator" and verilator.missing_tools():
+        pytest.skip(f"Verilator needs {', '.join(verilator.missing_tools())}")
+
+
+@pytest.fixture(params=SIMULATORS)
+def simulator(request) -> str:
+    require_simulator(request.param)
+    return request.param
+
+
+@pytest.fixture
+def meter(simulator):
+    """A :class:`Meter` on an in-process simulation, closed after the test."""
+    with Meter(open_simulation(simulator), timeout=5) as meter:
+        yield meter

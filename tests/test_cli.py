@@ -1,0 +1,142 @@
+"""The `refmeter` command, end to end: a co-simulation served on TCP and read
+through a socket:// URL, exactly as a board is read through its serial port."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from refmeter.gateware.meter import DEMO_METER_ID
+from refmeter.soft.cli import main
+from refmeter.soft.registers import registers_markdown
+
+REFMETER = str(Path(sys.executable).parent / "refmeter")
+ROOT = Path(__file__).parent.parent
+
+
+def refmeter(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([REFMETER, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _children(pid: int) -> set[int]:
+    children = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children |= {int(child) for child in (task / "children").read_text().split()}
+    return children
+
+
+@pytest.fixture
+def cosim(simulator):
+    """`refmeter sim` on a free port; yields (process, url); stopped with Ctrl-C."""
+    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", simulator],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        announcement = process.stdout.readline()
+        assert announcement, f"refmeter sim did not start: {process.stderr.read()}"
+        yield process, json.loads(announcement)["url"]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_read_json_through_socket_url(cosim):
+    """`refmeter --url socket://… read --json` reads the simulated meter's registers."""
+    _, url = cosim
+    result = refmeter("--url", url, "read", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["url"] == url
+    assert document["meter_id"] == "02-52-45-46-00-00-00-01"
+    assert document["registers"]["meter_id"] == DEMO_METER_ID
+    assert set(document["registers"]["utc_time"]) == {"seconds", "millisecond"}
+
+
+def test_write_then_read_back_through_socket_url(cosim):
+    """A value written with `refmeter write` is what a later `refmeter read` sees."""
+    _, url = cosim
+    assert refmeter("--url", url, "write", "scratch", "0xC0FFEE").returncode == 0
+    result = refmeter("--url", url, "read", "scratch", "--json")
+    assert json.loads(result.stdout)["registers"] == {"scratch": 0xC0FFEE}
+
+
+def test_uart_has_one_client_at_a_time(cosim):
+    """While one client is connected, a second is refused; the first is unaffected."""
+    _, url = cosim
+    host, port = url.removeprefix("socket://").split(":")
+    with socket.create_connection((host, int(port))) as first:
+        with socket.create_connection((host, int(port))) as second:
+            second.settimeout(10)
+            assert second.recv(1) == b""  # closed by the server
+        first.sendall(b"\x00")  # still open
+    result = refmeter("--url", url, "read", "meter_id")
+    assert result.returncode == 0, result.stderr
+
+
+def test_ctrl_c_stops_the_simulation_cleanly(cosim):
+    """SIGINT ends `refmeter sim` with exit 0, frees the port and leaves no child behind."""
+    process, url = cosim
+    children = _children(process.pid)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    assert "stopped" in process.stderr.read()
+    for child in children:
+        assert not Path(f"/proc/{child}").exists(), f"child {child} outlived refmeter sim"
+    host, port = url.removeprefix("socket://").split(":")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, int(port)), timeout=5)
+
+
+def test_connection_refused_is_a_link_error(capsys):
+    """Nothing listening: exit 3 with a message that says what to start."""
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["--url", f"socket://127.0.0.1:{port}", "read"]) == 3
+    assert "is `refmeter sim` running there?" in capsys.readouterr().err
+
+
+def test_missing_serial_port_is_a_link_error(capsys, tmp_path):
+    """A board that is not connected: exit 3 naming the port."""
+    port = tmp_path / "ttyUSB9"
+    assert main(["--url", str(port), "read"]) == 3
+    err = capsys.readouterr().err
+    assert str(port) in err and "is the board connected" in err
+
+
+def test_refusal_is_exit_1_and_bad_names_exit_2(capsys):
+    """A write the meter refuses is exit 1; a register the map lacks is exit 2."""
+    assert main(["--url", "sim:amaranth", "write", "meter_id", "5"]) == 1
+    assert "READ_ONLY" in capsys.readouterr().err
+    assert main(["--url", "sim:amaranth", "read", "no_such_register"]) == 2
+    assert "No register named 'no_such_register'" in capsys.readouterr().err
+    assert main(["--url", "sim:amaranth", "write", "scratch", "twelve"]) == 2
+
+
+@pytest.mark.parametrize("command", ["demo", "sim", "read", "write", "regs", "build", "program"])
+def test_every_command_has_help_with_examples(command):
+    """Each subcommand's --help shows at least one example invocation."""
+    result = refmeter(command, "--help")
+    assert result.returncode == 0
+    _, examples = result.stdout.split("examples:", 1)
+    assert "refmeter" in examples and f" {command} " in examples
+
+
+def test_register_docs_are_generated_from_the_gateware():
+    """docs/registers.md is exactly what `refmeter regs --markdown` generates."""
+    assert (ROOT / "docs" / "registers.md").read_text() == registers_markdown()
+
+
+def test_demo_reads_the_meter_through_the_cosimulation():
+    """The README's first command runs and shows the meter it read."""
+    result = refmeter("demo", "--simulator", os.environ.get("REFMETER_DEMO_SIMULATOR", "amaranth"))
+    assert result.returncode == 0, result.stderr
+    assert "02-52-45-46-00-00-00-01" in result.stdout
+    assert "wrote 0xc0ffee, read back 0xc0ffee" in result.stdout

@@ -1,0 +1,400 @@
+# amaranth: UnusedElaboratable=no
+"""Register declarations, the register map and the register bank on its bus."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gateware_helpers import DEMO_RO_VALUES, demo_register_map, run_simulation
+from refmeter.gateware.hostlink.protocol import Status
+from refmeter.gateware.registers import Access, Field, Register, RegisterBank, RegisterMap
+
+
+@pytest.mark.parametrize("module", ["registers", "rtc", "hostlink.bridge", "meter"])
+def test_gateware_module_imports_on_its_own(module, tmp_path):
+    """Each gateware module can be the first one a fresh interpreter imports."""
+    result = subprocess.run([sys.executable, "-c", f"import refmeter.gateware.{module}"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.strip().splitlines()[-1]
+
+
+# --- Declarations ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["", "2phase", "active energy", "import-wh"])
+def test_field_refuses_bad_name(name):
+    """A field name that is not an identifier raises ValueError quoting it."""
+    with pytest.raises(ValueError, match=repr(name)):
+        Field(name, 8, "a field")
+
+
+@pytest.mark.parametrize("width", [0, -1])
+def test_field_refuses_empty_width(width):
+    """A field narrower than one bit raises ValueError naming the field."""
+    with pytest.raises(ValueError, match="'phase_count'"):
+        Field("phase_count", width, "a field")
+
+
+@pytest.mark.parametrize("width, init", [(1, 2), (8, 256), (8, -1), (12, 4096)])
+def test_field_refuses_init_that_does_not_fit(width, init):
+    """An ``init`` outside 0..2**width-1 raises ValueError naming the field."""
+    with pytest.raises(ValueError, match="'cooldown_s'"):
+        Field("cooldown_s", width, "a field", init=init)
+
+
+@pytest.mark.parametrize("width, init", [(1, 1), (8, 255), (12, 0)])
+def test_field_accepts_init_that_fits(width, init):
+    """An ``init`` at the ends of the field's range is accepted."""
+    assert Field("cooldown_s", width, "a field", init=init).init == init
+
+
+@pytest.mark.parametrize("name", ["", "9lives", "relay control", "relay.control"])
+def test_register_refuses_bad_name(name):
+    """A register name that is not an identifier raises ValueError quoting it."""
+    with pytest.raises(ValueError, match=repr(name)):
+        Register.number(name, Access.RW, 8, "a register")
+
+
+def test_register_refuses_no_fields():
+    """A register without fields raises ValueError naming it."""
+    with pytest.raises(ValueError, match="'relay_control'"):
+        Register("relay_control", Access.RW, (), "a register")
+
+
+def test_register_refuses_duplicate_field_names():
+    """Two fields of one name raise ValueError naming the register."""
+    with pytest.raises(ValueError, match="'relay_control'"):
+        Register("relay_control", Access.RW, (
+            Field("mode", 3, "a"), Field("closed", 1, "b"), Field("mode", 2, "c"),
+        ), "a register")
+
+
+@pytest.mark.parametrize("widths, size", [
+    ((1,), 1), ((8,), 1), ((9,), 2), ((16,), 2), ((17,), 3), ((64,), 8),
+    ((1, 3, 10), 2), ((16, 32), 6), ((4, 4), 1), ((4, 5), 2),
+])
+def test_register_size_is_whole_bytes(widths, size):
+    """``size`` is the fields' total width rounded up to whole bytes, and the layout
+    is padded to exactly that many bytes."""
+    register = Register("frame", Access.RW,
+                        tuple(Field(f"f{index}", width, "") for index, width in enumerate(widths)),
+                        "a register")
+    assert register.size == size
+    assert register.layout.size == 8 * size
+
+
+def test_register_init_packs_fields_least_significant_first():
+    """``init`` places each field's init at its offset, first field lowest."""
+    register = Register("relay_control", Access.RW, (
+        Field("closed", 1, "", init=1),
+        Field("mode", 3, "", init=5),
+        Field("cooldown_s", 10, "", init=300),
+    ), "a register")
+    assert register.init == 0b_0100101100_101_1
+    assert register.field_inits == {"closed": 1, "mode": 5, "cooldown_s": 300}
+    assert Register.number("scratch", Access.RW, 32, "", init=0xDEADBEEF).init == 0xDEADBEEF
+
+
+# --- The map -------------------------------------------------------------------------
+
+def test_map_refuses_taken_address():
+    """A second register at an address raises ValueError naming both registers."""
+    register_map = RegisterMap()
+    register_map.add(0x0010, Register.number("scratch", Access.RW, 8, ""))
+    with pytest.raises(ValueError, match=r"'tariff_rate'.*'scratch'"):
+        register_map.add(0x0010, Register.number("tariff_rate", Access.RW, 8, ""))
+
+
+def test_map_refuses_overlapping_block():
+    """A block that runs into a placed register raises ValueError naming it."""
+    register_map = RegisterMap()
+    register_map.add(0x0012, Register.number("scratch", Access.RW, 8, ""))
+    with pytest.raises(ValueError, match="'scratch'"):
+        register_map.add_block(0x0010, [Register.number(name, Access.RO, 8, "")
+                                        for name in ("a", "b", "c")])
+
+
+def test_map_refuses_duplicate_name():
+    """A register name used twice, at another address, raises ValueError naming it."""
+    register_map = RegisterMap()
+    register_map.add(0x0010, Register.number("scratch", Access.RW, 8, ""))
+    with pytest.raises(ValueError, match="'scratch'"):
+        register_map.add(0x0020, Register.number("scratch", Access.RO, 16, ""))
+
+
+@pytest.mark.parametrize("address", [-1, 0x10000, 0x123456])
+def test_map_refuses_address_outside_16_bits(address):
+    """An address outside 0..0xFFFF raises ValueError naming the register."""
+    with pytest.raises(ValueError, match="'scratch'"):
+        RegisterMap().add(address, Register.number("scratch", Access.RW, 8, ""))
+
+
+def test_map_accepts_both_ends_of_address_space():
+    """Addresses 0 and 0xFFFF are usable."""
+    register_map = RegisterMap()
+    register_map.add(0xFFFF, Register.number("last", Access.RW, 8, ""))
+    register_map.add(0x0000, Register.number("first", Access.RW, 8, ""))
+    assert [address for address, _ in register_map] == [0x0000, 0xFFFF]
+
+
+def test_map_lookup_and_order():
+    """The map iterates in address order, finds registers by name and refuses unknown
+    names with KeyError; ``data_width`` is the widest register in bits."""
+    register_map = demo_register_map()
+    assert [register.name for _, register in register_map] == [
+        "serial_number", "display_contrast", "tariff_rate", "unlock_key", "relay_control",
+        "supply_status"]
+    assert len(register_map) == 6
+    assert register_map.address_of("relay_control") == 0x0011
+    assert register_map["unlock_key"].access is Access.WO
+    assert register_map.data_width == 32
+    with pytest.raises(KeyError, match="no_such_register"):
+        register_map.address_of("no_such_register")
+
+
+def test_describe_lists_every_register_and_field():
+    """``describe()`` gives name, address, access, size, init, description and the
+    fields with their offsets, in address order."""
+    register_map = RegisterMap()
+    register_map.add(0x0101, Register("relay_control", Access.RW, (
+        Field("closed", 1, "relay closed", init=1),
+        Field("cooldown_s", 10, "hold-off, s", init=30),
+    ), "load relay"))
+    register_map.add(0x0003, Register.number("unlock_key", Access.WO, 16, "key"))
+    assert register_map.describe() == [
+        {"name": "unlock_key", "address": 3, "access": "wo", "size": 2, "init": 0,
+         "description": "key",
+         "fields": [{"name": "value", "offset": 0, "width": 16, "init": 0,
+                     "description": "key"}]},
+        {"name": "relay_control", "address": 0x101, "access": "rw", "size": 2,
+         "init": 1 + (30 << 1), "description": "load relay",
+         "fields": [{"name": "closed", "offset": 0, "width": 1, "init": 1,
+                     "description": "relay closed"},
+                    {"name": "cooldown_s", "offset": 1, "width": 10, "init": 30,
+                     "description": "hold-off, s"}]},
+    ]
+
+
+def _fingerprint_map(*, address=0x0011, width=10, access=Access.RW, init=0,
+                     description="load relay", field_description="hold-off, s",
+                     field_name="cooldown_s") -> int:
+    register_map = RegisterMap()
+    register_map.add(0x0000, Register.number("serial_number", Access.RO, 32, "serial"))
+    register_map.add(address, Register("relay_control", access, (
+        Field("closed", 1, "relay closed"),
+        Field(field_name, width, field_description, init=init),
+    ), description))
+    return register_map.fingerprint()
+
+
+def test_fingerprint_follows_what_a_host_depends_on():
+    """The fingerprint is a stable 32-bit number that changes with an address, a
+    width, an access, an init or a field name."""
+    base = _fingerprint_map()
+    assert 0 <= base < 1 << 32
+    assert _fingerprint_map() == base
+    variants = [
+        _fingerprint_map(address=0x0012),
+        _fingerprint_map(width=11),
+        _fingerprint_map(access=Access.WO),
+        _fingerprint_map(init=7),
+        _fingerprint_map(field_name="hold_off_s"),
+    ]
+    assert base not in variants
+    assert len(set(variants)) == len(variants)
+
+
+def test_fingerprint_ignores_descriptions():
+    """Rewording a register's or a field's description leaves the fingerprint alone."""
+    base = _fingerprint_map()
+    assert _fingerprint_map(description="the load relay, reworded") == base
+    assert _fingerprint_map(field_description="minimum time between switchings") == base
+
+
+# --- The bank on its bus ----------------------------------------------------------------
+
+READ, WRITE = 0, 1
+
+
+def _drive_ro(ctx, bank):
+    """Drive the read-only registers' ports with DEMO_RO_VALUES."""
+    for name, value in DEMO_RO_VALUES.items():
+        ctx.set(getattr(bank, name).as_value(), value)
+
+
+async def _access(ctx, bank, address, write, length, w_data=0, *, strobe=False):
+    """Put one access on the bus; return (status, r_data, r_length) as answered."""
+    ctx.set(bank.bus.address, address)
+    ctx.set(bank.bus.write, write)
+    ctx.set(bank.bus.length, length)
+    ctx.set(bank.bus.w_data, w_data)
+    ctx.set(bank.bus.strobe, strobe)
+    answer = Status(ctx.get(bank.bus.status)), ctx.get(bank.bus.r_data), ctx.get(bank.bus.r_length)
+    if strobe:
+        await ctx.tick()
+        ctx.set(bank.bus.strobe, 0)
+    return answer
+
+
+# (address, write, length) -> status, written out from the bank's docstring rules for
+# demo_register_map(): ro 0x0000 (4 bytes), rw 0x0001 (1), rw 0x0002 (3),
+# wo 0x0010 (2), rw 0x0011 (2), ro 0x0100 (4).
+STATUS_TABLE = [
+    (0x0000, READ, 0, Status.OK),
+    (0x0000, READ, 1, Status.BAD_LENGTH),
+    (0x0000, WRITE, 4, Status.READ_ONLY),
+    (0x0000, WRITE, 0, Status.READ_ONLY),
+    (0x0001, READ, 0, Status.OK),
+    (0x0001, READ, 4, Status.BAD_LENGTH),
+    (0x0001, WRITE, 1, Status.OK),
+    (0x0001, WRITE, 0, Status.BAD_LENGTH),
+    (0x0001, WRITE, 2, Status.BAD_LENGTH),
+    (0x0002, WRITE, 3, Status.OK),
+    (0x0002, WRITE, 4, Status.BAD_LENGTH),
+    (0x0002, WRITE, 2, Status.BAD_LENGTH),
+    (0x0010, READ, 0, Status.WRITE_ONLY),
+    (0x0010, READ, 2, Status.WRITE_ONLY),
+    (0x0010, WRITE, 2, Status.OK),
+    (0x0010, WRITE, 1, Status.BAD_LENGTH),
+    (0x0011, WRITE, 2, Status.OK),
+    (0x0011, WRITE, 3, Status.BAD_LENGTH),
+    (0x0011, READ, 0, Status.OK),
+    (0x0100, READ, 0, Status.OK),
+    (0x0100, WRITE, 4, Status.READ_ONLY),
+    (0x0003, READ, 0, Status.BAD_ADDRESS),
+    (0x0003, WRITE, 1, Status.BAD_ADDRESS),
+    (0x000F, READ, 0, Status.BAD_ADDRESS),
+    (0x0101, READ, 0, Status.BAD_ADDRESS),
+    (0x1000, READ, 0, Status.BAD_ADDRESS),
+    (0xFFFF, WRITE, 4, Status.BAD_ADDRESS),
+]
+
+
+def test_bank_answers_each_access_with_its_status():
+    """Address, access and length rules give OK, BAD_ADDRESS, READ_ONLY, WRITE_ONLY or
+    BAD_LENGTH, with ``r_length`` the register size on an OK read and 0 otherwise."""
+    bank = RegisterBank(demo_register_map())
+    sizes = {0x0000: 4, 0x0001: 1, 0x0002: 3, 0x0011: 2, 0x0100: 4}
+    wrong = []
+
+    async def bench(ctx):
+        _drive_ro(ctx, bank)
+        for address, write, length, status in STATUS_TABLE:
+            got, _, r_length = await _access(ctx, bank, address, write, length)
+            want_length = sizes[address] if (write, status) == (READ, Status.OK) else 0
+            if (got, r_length) != (status, want_length):
+                wrong.append((hex(address), "write" if write else "read", length,
+                              f"got {got.name}/{r_length}, want {status.name}/{want_length}"))
+
+    run_simulation(bank, bench)
+    assert wrong == []
+
+
+def test_bank_rw_registers_start_at_their_init():
+    """After reset, rw ports and their reads hold each field's init, packed least
+    significant field first; the wo port holds its init too."""
+    bank = RegisterBank(demo_register_map())
+
+    async def bench(ctx):
+        assert ctx.get(bank.display_contrast.as_value()) == 0x40
+        assert ctx.get(bank.tariff_rate.as_value()) == 0x012345
+        assert ctx.get(bank.relay_control.closed) == 1
+        assert ctx.get(bank.relay_control.mode) == 5
+        assert ctx.get(bank.relay_control.cooldown_s) == 300
+        assert ctx.get(bank.unlock_key.data.as_value()) == 0xA55A
+        assert ctx.get(bank.unlock_key.written) == 0
+        expected_reads = {0x0001: 0x40, 0x0002: 0x012345, 0x0011: 1 | (5 << 1) | (300 << 4)}
+        for address, value in expected_reads.items():
+            status, r_data, _ = await _access(ctx, bank, address, READ, 0)
+            assert (status, r_data) == (Status.OK, value), hex(address)
+
+    run_simulation(bank, bench)
+
+
+def test_bank_reads_ro_registers_from_their_ports():
+    """A read of an ro register returns what its owner drives, fields packed least
+    significant first."""
+    bank = RegisterBank(demo_register_map())
+
+    async def bench(ctx):
+        _drive_ro(ctx, bank)
+        assert (await _access(ctx, bank, 0x0000, READ, 0))[:2] == (Status.OK, 0xC0FFEE42)
+        ctx.set(bank.supply_status.voltage_dv, 2301)
+        ctx.set(bank.supply_status.frequency_chz, 4998)
+        assert (await _access(ctx, bank, 0x0100, READ, 0))[:2] == (Status.OK, 2301 | (4998 << 16))
+
+    run_simulation(bank, bench)
+
+
+def test_bank_writes_only_on_strobe_with_ok_status():
+    """An rw register changes only when a strobe meets an OK write: not without the
+    strobe, not with a wrong length, not on a strobed read."""
+    bank = RegisterBank(demo_register_map())
+
+    async def bench(ctx):
+        tariff = bank.tariff_rate.as_value()
+        await _access(ctx, bank, 0x0002, WRITE, 3, 0xABCDEF, strobe=False)
+        await ctx.tick().repeat(2)
+        assert ctx.get(tariff) == 0x012345, "written without a strobe"
+        status, *_ = await _access(ctx, bank, 0x0002, WRITE, 2, 0xABCDEF, strobe=True)
+        assert status == Status.BAD_LENGTH and ctx.get(tariff) == 0x012345
+        status, *_ = await _access(ctx, bank, 0x0002, READ, 0, 0xABCDEF, strobe=True)
+        assert status == Status.OK and ctx.get(tariff) == 0x012345, "written by a read"
+        status, *_ = await _access(ctx, bank, 0x0003, WRITE, 3, 0xABCDEF, strobe=True)
+        assert status == Status.BAD_ADDRESS and ctx.get(tariff) == 0x012345
+        status, *_ = await _access(ctx, bank, 0x0002, WRITE, 3, 0xABCDEF, strobe=True)
+        assert status == Status.OK and ctx.get(tariff) == 0xABCDEF
+        assert ctx.get(bank.display_contrast.as_value()) == 0x40, "a neighbour changed"
+        status, r_data, r_length = await _access(ctx, bank, 0x0002, READ, 0)
+        assert (status, r_data, r_length) == (Status.OK, 0xABCDEF, 3)
+
+    run_simulation(bank, bench)
+
+
+def test_bank_write_keeps_only_the_register_bytes():
+    """A write stores the low ``size`` bytes of ``w_data`` into the fields in order."""
+    bank = RegisterBank(demo_register_map())
+
+    async def bench(ctx):
+        value = 0 | (3 << 1) | (1023 << 4)
+        status, *_ = await _access(ctx, bank, 0x0011, WRITE, 2, 0xFFFF_0000 | value, strobe=True)
+        assert status == Status.OK
+        assert ctx.get(bank.relay_control.closed) == 0
+        assert ctx.get(bank.relay_control.mode) == 3
+        assert ctx.get(bank.relay_control.cooldown_s) == 1023
+        status, *_ = await _access(ctx, bank, 0x0001, WRITE, 1, 0x1234_5678, strobe=True)
+        assert status == Status.OK and ctx.get(bank.display_contrast.as_value()) == 0x78
+
+    run_simulation(bank, bench)
+
+
+def test_bank_wo_register_pulses_written_with_new_data():
+    """An OK strobed write to a wo register updates ``data`` and pulses ``written``
+    for exactly one cycle; a refused one does neither."""
+    bank = RegisterBank(demo_register_map())
+
+    async def bench(ctx):
+        key = bank.unlock_key
+        status, *_ = await _access(ctx, bank, 0x0010, WRITE, 1, 0x1234, strobe=True)
+        assert status == Status.BAD_LENGTH
+        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xA55A)
+        status, *_ = await _access(ctx, bank, 0x0010, WRITE, 2, 0x1234, strobe=False)
+        await ctx.tick()
+        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xA55A)
+        status, *_ = await _access(ctx, bank, 0x0010, WRITE, 2, 0xBEEF, strobe=True)
+        assert status == Status.OK
+        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (1, 0xBEEF)
+        await ctx.tick()
+        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xBEEF)
+        await ctx.tick().repeat(3)
+        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xBEEF)
+
+    run_simulation(bank, bench)
+
+
+def test_bank_refuses_register_named_like_its_bus_port():
+    """A register called ``bus`` cannot silently replace the bank's bus port."""
+    register_map = RegisterMap()
+    register_map.add(0x0000, Register.number("bus", Access.RW, 8, "clashes with the port"))
+    with pytest.raises(ValueError, match="'bus'"):
+        RegisterBank(register_map)
