@@ -23,7 +23,7 @@ class BoardTop(Elaboratable):
             clk_freq=int(platform.default_clk_frequency), baud=self._baud,
             meter_id=self._meter_id, build_hash=source_revision())
 
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
         led = platform.request("led", 0, dir="-")
