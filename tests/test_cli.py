@@ -140,3 +140,10 @@ def test_demo_reads_the_meter_through_the_cosimulation():
     assert result.returncode == 0, result.stderr
     assert "02-52-45-46-00-00-00-01" in result.stdout
     assert "wrote 0xc0ffee, read back 0xc0ffee" in result.stdout
+
+
+def test_readme_script_example_runs():
+    """The README's Python example runs as written."""
+    readme = (ROOT / "README.md").read_text()
+    (example,) = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    exec(compile(example, "README.md", "exec"), {})
