@@ -14,7 +14,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .hostlink import HostLink
+from .hostlink.link import HostLink
 from .hostlink.uart import baud_divisor
 from .registers import Access, Field, Register, RegisterBank, RegisterMap
 from .rtc import RealTimeClock

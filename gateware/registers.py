@@ -21,7 +21,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .hostlink.protocol import Status
+from .hostlink.protocol import MAX_PAYLOAD, Status
 
 __all__ = ["Access", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterBank"]
 
@@ -201,7 +201,8 @@ class RegisterBus(wiring.Signature):
     """One register access per strobe, answered combinationally.
 
     The initiator (the host-link bridge) drives ``address``, ``write``, ``length``
-    (payload bytes it received) and ``w_data`` (right-aligned), and pulses
+    (payload bytes it received, up to ``MAX_PAYLOAD`` whatever the data width, so
+    the target sees an over-long payload as such) and ``w_data`` (right-aligned), and pulses
     ``strobe``; in the same cycle the target answers with ``status``, and for a
     read ``r_data`` and ``r_length`` (bytes to send). A write takes effect only on
     a strobe whose status is ``OK``.
@@ -212,7 +213,7 @@ class RegisterBus(wiring.Signature):
         super().__init__({
             "address":  Out(RegisterMap.ADDRESS_WIDTH),
             "write":    Out(1),
-            "length":   Out(range(data_width // 8 + 1)),
+            "length":   Out(range(MAX_PAYLOAD + 1)),
             "w_data":   Out(data_width),
             "strobe":   Out(1),
             "status":   In(Status),
@@ -250,6 +251,9 @@ class RegisterBank(wiring.Component):
         self._register_map = register_map
         members = {"bus": In(RegisterBus(data_width=register_map.data_width))}
         for _, register in register_map:
+            if register.name in members:
+                raise ValueError(f"A register may not be named {register.name!r}: "
+                                 f"the bank's bus port has that name")
             if register.access is Access.RO:
                 members[register.name] = In(register.layout)
             elif register.access is Access.RW:
@@ -303,9 +307,11 @@ class RegisterBank(wiring.Component):
 
     @staticmethod
     def _store(m: Module, register: Register, port, bus) -> None:
-        value = bus.w_data[:register.size * 8]
+        # Only the fields are stored: padding bits always read back as 0.
+        width = sum(field.width for field in register.fields)
+        value = bus.w_data[:width]
         with m.If(bus.strobe):
             if register.access is Access.RW:
-                m.d.sync += port.as_value().eq(value)
+                m.d.sync += port.as_value()[:width].eq(value)
             else:
-                m.d.sync += [port.data.as_value().eq(value), port.written.eq(1)]
+                m.d.sync += [port.data.as_value()[:width].eq(value), port.written.eq(1)]

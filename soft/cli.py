@@ -20,7 +20,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from .device import Meter
+from .device import Meter, format_eui64, utc_datetime
 from .errors import LinkError, MeterError
 from .registers import METER_REGISTERS, RegisterValue, registers_markdown
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
@@ -170,24 +170,22 @@ def _show(name: str, value: "int | RegisterValue") -> str:
 
 def _cmd_read(args: argparse.Namespace) -> int:
     with _open_meter(args) as meter:
-        names = args.registers or [register.name for _, register in METER_REGISTERS
-                                   if register.access.readable]
-        values = {name: meter.read(name) for name in names}
-        identity = meter.identity() if "meter_id" in values else None
-        utc = meter.utc_time().isoformat(timespec="milliseconds") if "utc_time" in values else None
+        values = ({name: meter.read(name) for name in args.registers} if args.registers
+                  else meter.read_all())
+    notes = {}
+    if "meter_id" in values:
+        notes["meter_id"] = format_eui64(int(values["meter_id"]))
+    if isinstance(values.get("utc_time"), RegisterValue):
+        notes["utc_time"] = utc_datetime(values["utc_time"]).isoformat(timespec="milliseconds")
     if args.json:
-        document: dict[str, object] = {"url": args.url,
-                                       "registers": {name: _plain(v) for name, v in values.items()}}
-        if identity is not None:
-            document["meter_id"] = identity.eui64
-        if utc is not None:
-            document["utc_time"] = utc
-        print(json.dumps(document, indent=2))
+        print(json.dumps({"url": args.url,
+                          "registers": {name: _plain(value) for name, value in values.items()},
+                          **notes}, indent=2))
         return EXIT_OK
     print(f"meter at {args.url}")
     for name, value in values.items():
-        note = {"meter_id": identity and f"EUI-64 {identity.eui64}", "utc_time": utc}.get(name)
-        print(f"  {name:<20} {_show(name, value)}" + (f"   ({note})" if note else ""))
+        note = f"   ({notes[name]})" if name in notes else ""
+        print(f"  {name:<20} {_show(name, value)}{note}")
     return EXIT_OK
 
 

@@ -12,7 +12,18 @@ from .link import MeterLink
 from .registers import METER_REGISTERS, RegisterValue, decode, encode
 from .transport import Transport
 
-__all__ = ["Identity", "LinkStatus", "Meter"]
+__all__ = ["Identity", "LinkStatus", "Meter", "format_eui64", "utc_datetime"]
+
+
+def format_eui64(meter_id: int) -> str:
+    """A meter id as written on labels and certificates: ``02-52-45-46-00-00-00-01``."""
+    return "-".join(f"{byte:02X}" for byte in meter_id.to_bytes(8, "big"))
+
+
+def utc_datetime(utc_time: RegisterValue) -> datetime.datetime:
+    """A ``utc_time`` register value as an aware UTC datetime (millisecond resolution)."""
+    return (datetime.datetime.fromtimestamp(utc_time["seconds"], datetime.timezone.utc)
+            + datetime.timedelta(milliseconds=utc_time["millisecond"]))
 
 
 @dataclass(frozen=True)
@@ -26,8 +37,7 @@ class Identity:
 
     @property
     def eui64(self) -> str:
-        """The meter id as written on labels and certificates: ``02-52-45-46-00-00-00-01``."""
-        return "-".join(f"{byte:02X}" for byte in self.meter_id.to_bytes(8, "big"))
+        return format_eui64(self.meter_id)
 
     @property
     def version(self) -> str:
@@ -113,8 +123,7 @@ class Meter:
         """The meter's clock, as an aware UTC datetime (millisecond resolution)."""
         time = self.read("utc_time")
         assert isinstance(time, RegisterValue)
-        return (datetime.datetime.fromtimestamp(time["seconds"], datetime.timezone.utc)
-                + datetime.timedelta(milliseconds=time["millisecond"]))
+        return utc_datetime(time)
 
     def link_status(self) -> LinkStatus:
         status = self.read("link_status")

@@ -22,7 +22,7 @@ from refmeter.gateware.hostlink.protocol import Command, Status
 from refmeter.gateware.registers import Access, Field, Register, RegisterMap
 
 __all__ = [
-    "run_simulation", "uart_levels", "uart_drive", "uart_read_byte",
+    "run_simulation", "ticks", "uart_levels", "uart_drive", "uart_read_byte",
     "demo_register_map", "DEMO_RO_VALUES", "response_frame", "expected_status",
 ]
 
@@ -53,6 +53,18 @@ def run_simulation(dut, *testbenches, background=()) -> None:
         sim.run()
 
 
+async def ticks(ctx, count: int) -> None:
+    """Wait ``count`` clock cycles.
+
+    A loop of plain ``ctx.tick()`` rather than ``ctx.tick().repeat()``/``.until()``:
+    those wrap an async generator, and when one testbench fails while another waits in
+    one, the abandoned generator raises "aclose(): asynchronous generator is already
+    running" at teardown, burying the real failure under an internal error.
+    """
+    for _ in range(count):
+        await ctx.tick()
+
+
 # --- 8N1 line model ------------------------------------------------------------------
 
 def uart_levels(data: Iterable[int], *, stop_bit: int = 1) -> list[int]:
@@ -75,7 +87,7 @@ async def uart_drive(ctx, line, levels: list[int], *, period: float) -> None:
     """
     for index, level in enumerate(levels):
         ctx.set(line, level)
-        await ctx.tick().repeat(round((index + 1) * period) - round(index * period))
+        await ticks(ctx, round((index + 1) * period) - round(index * period))
 
 
 async def uart_read_byte(ctx, line, *, divisor: int, timeout: int) -> int:
@@ -91,13 +103,13 @@ async def uart_read_byte(ctx, line, *, divisor: int, timeout: int) -> int:
         waited += 1
         if waited > timeout:
             raise AssertionError(f"no start bit within {timeout} cycles")
-    await ctx.tick().repeat(divisor // 2)
+    await ticks(ctx, divisor // 2)
     assert ctx.get(line) == 0, "start bit is not low at its centre"
     byte = 0
     for bit in range(8):
-        await ctx.tick().repeat(divisor)
+        await ticks(ctx, divisor)
         byte |= ctx.get(line) << bit
-    await ctx.tick().repeat(divisor)
+    await ticks(ctx, divisor)
     assert ctx.get(line) == 1, f"stop bit is low after byte {byte:#04x}"
     return byte
 

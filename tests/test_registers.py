@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gateware_helpers import DEMO_RO_VALUES, demo_register_map, run_simulation
+from gateware_helpers import DEMO_RO_VALUES, demo_register_map, run_simulation, ticks
 from refmeter.gateware.hostlink.protocol import Status
 from refmeter.gateware.registers import Access, Field, Register, RegisterBank, RegisterMap
 
@@ -74,8 +74,7 @@ def test_register_refuses_duplicate_field_names():
     ((1, 3, 10), 2), ((16, 32), 6), ((4, 4), 1), ((4, 5), 2),
 ])
 def test_register_size_is_whole_bytes(widths, size):
-    """``size`` is the fields' total width rounded up to whole bytes, and the layout
-    is padded to exactly that many bytes."""
+    """``size`` is the total field width in whole bytes, and the layout is padded to it."""
     register = Register("frame", Access.RW,
                         tuple(Field(f"f{index}", width, "") for index, width in enumerate(widths)),
                         "a register")
@@ -138,8 +137,7 @@ def test_map_accepts_both_ends_of_address_space():
 
 
 def test_map_lookup_and_order():
-    """The map iterates in address order, finds registers by name and refuses unknown
-    names with KeyError; ``data_width`` is the widest register in bits."""
+    """The map iterates by address, finds names (KeyError if unknown) and knows its data width."""
     register_map = demo_register_map()
     assert [register.name for _, register in register_map] == [
         "serial_number", "display_contrast", "tariff_rate", "unlock_key", "relay_control",
@@ -153,8 +151,7 @@ def test_map_lookup_and_order():
 
 
 def test_describe_lists_every_register_and_field():
-    """``describe()`` gives name, address, access, size, init, description and the
-    fields with their offsets, in address order."""
+    """``describe()`` lists each register and its fields with offsets, in address order."""
     register_map = RegisterMap()
     register_map.add(0x0101, Register("relay_control", Access.RW, (
         Field("closed", 1, "relay closed", init=1),
@@ -188,8 +185,7 @@ def _fingerprint_map(*, address=0x0011, width=10, access=Access.RW, init=0,
 
 
 def test_fingerprint_follows_what_a_host_depends_on():
-    """The fingerprint is a stable 32-bit number that changes with an address, a
-    width, an access, an init or a field name."""
+    """The 32-bit fingerprint is stable and changes with address, width, access, init or name."""
     base = _fingerprint_map()
     assert 0 <= base < 1 << 32
     assert _fingerprint_map() == base
@@ -271,8 +267,7 @@ STATUS_TABLE = [
 
 
 def test_bank_answers_each_access_with_its_status():
-    """Address, access and length rules give OK, BAD_ADDRESS, READ_ONLY, WRITE_ONLY or
-    BAD_LENGTH, with ``r_length`` the register size on an OK read and 0 otherwise."""
+    """Each access gets the status and ``r_length`` the bank's address/access/length rules give."""
     bank = RegisterBank(demo_register_map())
     sizes = {0x0000: 4, 0x0001: 1, 0x0002: 3, 0x0011: 2, 0x0100: 4}
     wrong = []
@@ -291,8 +286,7 @@ def test_bank_answers_each_access_with_its_status():
 
 
 def test_bank_rw_registers_start_at_their_init():
-    """After reset, rw ports and their reads hold each field's init, packed least
-    significant field first; the wo port holds its init too."""
+    """After reset rw and wo ports hold their fields' inits, and reads return them packed."""
     bank = RegisterBank(demo_register_map())
 
     async def bench(ctx):
@@ -312,8 +306,7 @@ def test_bank_rw_registers_start_at_their_init():
 
 
 def test_bank_reads_ro_registers_from_their_ports():
-    """A read of an ro register returns what its owner drives, fields packed least
-    significant first."""
+    """A read of an ro register returns what its owner drives, first field least significant."""
     bank = RegisterBank(demo_register_map())
 
     async def bench(ctx):
@@ -327,14 +320,13 @@ def test_bank_reads_ro_registers_from_their_ports():
 
 
 def test_bank_writes_only_on_strobe_with_ok_status():
-    """An rw register changes only when a strobe meets an OK write: not without the
-    strobe, not with a wrong length, not on a strobed read."""
+    """An rw register changes only on a strobe whose status is OK, and only that register."""
     bank = RegisterBank(demo_register_map())
 
     async def bench(ctx):
         tariff = bank.tariff_rate.as_value()
         await _access(ctx, bank, 0x0002, WRITE, 3, 0xABCDEF, strobe=False)
-        await ctx.tick().repeat(2)
+        await ticks(ctx, 2)
         assert ctx.get(tariff) == 0x012345, "written without a strobe"
         status, *_ = await _access(ctx, bank, 0x0002, WRITE, 2, 0xABCDEF, strobe=True)
         assert status == Status.BAD_LENGTH and ctx.get(tariff) == 0x012345
@@ -369,8 +361,7 @@ def test_bank_write_keeps_only_the_register_bytes():
 
 
 def test_bank_wo_register_pulses_written_with_new_data():
-    """An OK strobed write to a wo register updates ``data`` and pulses ``written``
-    for exactly one cycle; a refused one does neither."""
+    """An OK strobed wo write updates ``data`` with a one-cycle ``written`` pulse; others don't."""
     bank = RegisterBank(demo_register_map())
 
     async def bench(ctx):
@@ -386,7 +377,7 @@ def test_bank_wo_register_pulses_written_with_new_data():
         assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (1, 0xBEEF)
         await ctx.tick()
         assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xBEEF)
-        await ctx.tick().repeat(3)
+        await ticks(ctx, 3)
         assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xBEEF)
 
     run_simulation(bank, bench)

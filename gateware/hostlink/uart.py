@@ -126,11 +126,16 @@ class UARTTransmitter(wiring.Component):
         frame = Signal(10, init=1)  # stop bit, data LSB first, start bit; idle high
 
         m.d.comb += self.tx.eq(frame[0])
-        with m.If(bits_left == 0):
+        # The next byte may start as the stop bit's last cycle ends: back to back
+        # bytes take exactly 10 bit times.
+        stop_bit_ending = (bits_left == 1) & (timer == 0)
+        with m.If((bits_left == 0) | stop_bit_ending):
             m.d.comb += self.data.ready.eq(1)
             with m.If(self.data.valid):
                 m.d.sync += [frame.eq(Cat(0, self.data.payload, 1)), bits_left.eq(10),
                              timer.eq(self._divisor - 1)]
+            with m.Elif(stop_bit_ending):
+                m.d.sync += [frame.eq(Cat(frame[1:], 1)), bits_left.eq(0)]
         with m.Elif(timer != 0):
             m.d.sync += timer.eq(timer - 1)
         with m.Else():
