@@ -70,8 +70,9 @@ def simulation(seconds: float) -> str:
                 with Meter(SerialTransport(server.url), timeout=10) as meter:
                     over_socket = _reads_per_second(meter, reads)
             finally:
-                server.close()
+                server.stop()
                 serving.join()
+                server.close()
         rows.append((simulator, f"{speed / 1000:,.0f}", f"{speed / SIM_CLK_FREQ:.4f}",
                      f"{in_process:,.1f}", f"{over_socket:,.1f}"))
     return (f"Simulation of the meter top (SimHarness, {SIM_CLK_FREQ / 1e6:g} MHz clock, "

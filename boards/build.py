@@ -97,7 +97,7 @@ def build(board: Board, build_dir: Path, *, baud: int,
 
         def watch() -> None:
             for number, (stage, output) in enumerate(stages, 1):
-                progress(f"[{number}/{len(stages)}] {stage}")
+                progress(f"[{number}/{len(stages)}] {stage}, at {time.monotonic() - started:.0f} s")
                 while not (build_dir / output).exists():
                     if done.wait(0.2):
                         return

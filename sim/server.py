@@ -58,7 +58,8 @@ class CoSimServer:
         self._stopping.set()
 
     def close(self) -> None:
-        """Stop serving and release the port and the client (not the simulation)."""
+        """Release the port and the client (not the simulation); after
+        :meth:`serve_forever` has returned, when another thread ran it."""
         self.stop()
         if self._pump.is_alive():
             self._pump.join()

@@ -271,8 +271,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"  link errors       {status.rejected_frames} rejected frames, "
                   f"{status.framing_errors} framing errors, {status.overruns} overruns")
     finally:
-        server.close()
+        server.stop()
         serving.join()
+        server.close()
         simulation.close()
     print("Done. Next: `refmeter sim --port 7700` and `refmeter --url socket://127.0.0.1:7700 read`.")
     return EXIT_OK

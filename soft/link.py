@@ -95,6 +95,7 @@ class MeterLink:
         frame = encode_request(command, address, payload)
         for attempt in range(1, self.tries + 1):
             self.transport.discard_input()
+            logger.debug("to %s:   %s", self.url, frame.hex(" "))
             self.transport.write(frame)
             response = self._receive(command, address, _Deadline(self.timeout))
             if response is None:
@@ -132,6 +133,7 @@ class MeterLink:
                 status = Status(header[2])
             except ValueError:
                 continue
+            logger.debug("from %s: %s", self.url, (start + header + rest).hex(" "))
             response = Response(header[1], status, int.from_bytes(header[3:5], "big"), rest[:-CRC_SIZE])
             if response.status is Status.BAD_CRC or (response.command, response.address) == (command, address):
                 return response

@@ -25,12 +25,22 @@ def baud_divisor(clk_freq: int, baud: int) -> int:
     return divisor
 
 
-def _check_divisor(divisor: int) -> None:
-    if not isinstance(divisor, int) or divisor < MIN_DIVISOR:
-        raise ValueError(f"UART divisor must be an integer of at least {MIN_DIVISOR}, not {divisor!r}")
+class _UARTComponent(wiring.Component):
+    """What both directions share: a bit time of ``divisor`` clock cycles."""
+
+    def __init__(self, *, divisor: int):
+        if not isinstance(divisor, int) or divisor < MIN_DIVISOR:
+            raise ValueError(f"UART divisor must be an integer of at least {MIN_DIVISOR}, "
+                             f"not {divisor!r}")
+        self._divisor = divisor
+        super().__init__()
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
 
 
-class UARTReceiver(wiring.Component):
+class UARTReceiver(_UARTComponent):
     """Receives 8N1 bytes on ``rx`` (asynchronous; synchronised inside).
 
     A received byte stays on ``data`` until taken. A byte whose stop bit is low is
@@ -42,15 +52,6 @@ class UARTReceiver(wiring.Component):
     data: Out(stream.Signature(8))
     framing_error: Out(1)
     overrun: Out(1)
-
-    def __init__(self, *, divisor: int):
-        _check_divisor(divisor)
-        self._divisor = divisor
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -103,20 +104,11 @@ class UARTReceiver(wiring.Component):
         return m
 
 
-class UARTTransmitter(wiring.Component):
+class UARTTransmitter(_UARTComponent):
     """Sends each byte taken from ``data`` as 8N1 on ``tx``."""
 
     data: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, *, divisor: int):
-        _check_divisor(divisor)
-        self._divisor = divisor
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
