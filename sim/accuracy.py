@@ -1,0 +1,111 @@
+"""Accuracy of the metrology, through the bit-exact model: calibration and test points.
+
+A :class:`MeterUnderTest` is a front end (with its gain, offset and skew errors)
+plus the model of the phase metrology. :meth:`MeterUnderTest.calibrate` does what
+a factory one-point calibration does: it measures the energy at the reference
+current with PF 1 (gain) and PF 0.5 (phase) against the analytic reference, and
+sets the energy quantum and phase coefficient. :meth:`MeterUnderTest.energy_error`
+then measures any load over consecutive intervals and returns the relative error
+of each, after letting DC removal settle.
+"""
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from refmeter.gateware.metrology import spec
+
+from .analog import FrontEnd, Load, reference_energy
+from .metrology import PhaseCalibration, PhaseModel
+
+__all__ = ["MeterUnderTest", "JOULES_PER_WH"]
+
+JOULES_PER_WH = 3600.0
+
+#: Seconds of signal before measuring: DC removal settles to e**-10.
+SETTLE_S = 10 * (1 << spec.DC_SHIFT) / 8000
+#: Samples generated at a time.
+CHUNK = 1 << 20
+
+
+@dataclass
+class MeterUnderTest:
+    front_end: FrontEnd
+    calibration: PhaseCalibration
+    #: No-load threshold, W: above the 3 mW of a 1 s window of 101 dB ADC noise at
+    #: Un, below the 0.575 W of 0.001 In at PF 0.25.
+    noload_watts: float = 0.25
+
+    @property
+    def sample_rate(self) -> float:
+        return self.front_end.sample_rate_hz
+
+    def _model(self) -> PhaseModel:
+        calibration = self.calibration
+        watts_per_raw_window = (JOULES_PER_WH / calibration.energy_quantum
+                                * self.sample_rate / max(calibration.window_samples, 1))
+        threshold = min(round(self.noload_watts / watts_per_raw_window), (1 << spec.QUANTUM_WIDTH) - 1)
+        return PhaseModel(replace(calibration, noload_threshold=threshold))
+
+    def measure(self, load: Load, *, interval_s: float, intervals: int,
+                rng: np.random.Generator) -> list[tuple[float, float]]:
+        """(metered, reference) energy in J for consecutive intervals of one run."""
+        model = self._model()
+        sample_period = 1 / self.sample_rate
+        time_s = rng.uniform(0, 1 / load.frequency_hz)  # random start phase
+        settle = round(SETTLE_S * self.sample_rate)
+        model.run(*self.front_end.sample(load, settle, rng, time_s))
+        time_s += settle * sample_period
+        count = round(interval_s * self.sample_rate)
+        results = []
+        for _ in range(intervals):
+            before = model.net_energy
+            for offset in range(0, count, CHUNK):  # bounded memory for long intervals
+                model.run(*self.front_end.sample(load, min(CHUNK, count - offset), rng,
+                                                 time_s + offset * sample_period))
+            metered = (model.net_energy - before) / self.calibration.energy_quantum * JOULES_PER_WH
+            # The voltage and current reach the product one sample late.
+            reference = reference_energy(load, time_s - sample_period, count * sample_period)
+            results.append((metered, reference))
+            time_s += count * sample_period
+        return results
+
+    def energy_error(self, load: Load, *, interval_s: float, intervals: int,
+                     rng: np.random.Generator) -> np.ndarray:
+        """Relative error of each interval's energy."""
+        return np.array([metered / reference - 1 for metered, reference
+                         in self.measure(load, interval_s=interval_s, intervals=intervals, rng=rng)])
+
+    def calibrate(self, reference_load: Load, rng: np.random.Generator, *,
+                  interval_s: float = 10.0) -> None:
+        """One-point calibration at ``reference_load``'s voltage and current: phase
+        from PF 0.5 lagging against PF 1 (a ratio the gain error cancels from), then
+        gain at PF 1."""
+        unity = replace(reference_load, phase_deg=0.0)
+        self._calibrate_phase(unity, replace(reference_load, phase_deg=60.0), rng, interval_s)
+        self._calibrate_gain(unity, rng, interval_s)
+
+    def _ratio(self, load: Load, rng: np.random.Generator, interval_s: float) -> float:
+        (metered, reference), = self.measure(load, interval_s=interval_s, intervals=1, rng=rng)
+        return metered / reference
+
+    def _calibrate_gain(self, load: Load, rng: np.random.Generator, interval_s: float) -> None:
+        """The quantum becomes the raw energy of one Wh."""
+        quantum = round(self.calibration.energy_quantum * self._ratio(load, rng, interval_s))
+        self.calibration = replace(self.calibration, energy_quantum=quantum)
+
+    def _calibrate_phase(self, unity: Load, lagging: Load, rng: np.random.Generator,
+                         interval_s: float) -> None:
+        """A reading at PF 0.5 lagging that is e higher, relative to PF 1, than it
+        should be means a phase error of e / tan(60 deg); the all-pass delay that
+        removes it follows from the skew it means."""
+        omega = 2 * math.pi * lagging.frequency_hz / self.sample_rate
+        scale = 1 << spec.PHASE_COEFFICIENT_FRACTION
+        for _ in range(2):
+            relative = self._ratio(lagging, rng, interval_s) / self._ratio(unity, rng, interval_s)
+            phase_error = (relative - 1) / math.tan(math.radians(lagging.phase_deg))
+            coefficient = self.calibration.phase_coefficient / scale
+            delay = (1 - coefficient) / (1 + coefficient) + phase_error / omega
+            self.calibration = replace(self.calibration,
+                                       phase_coefficient=round((1 - delay) / (1 + delay) * scale))

@@ -1,0 +1,118 @@
+"""The analogue world: line voltage and current, and the front end that turns
+them into ADC codes.
+
+A :class:`Load` describes steady-state waveforms (fundamental, harmonics, phase);
+:func:`reference_energy` integrates ``v(t) * i(t)`` in closed form from that
+definition, never from samples, so it is an independent reference for accuracy
+tests. A :class:`FrontEnd` samples the waveforms as an ADS131M0x behind voltage
+divider and current sensor would: its own sample clock (not locked to the line),
+a random start phase, white noise at a chosen SNR, offset, gain error and a
+skew between the voltage and current sampling instants.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from refmeter.gateware.metrology import spec
+
+__all__ = ["Harmonic", "Load", "FrontEnd", "reference_energy"]
+
+CODE_FULL_SCALE = (1 << (spec.SAMPLE_WIDTH - 1)) - 1
+
+
+@dataclass(frozen=True)
+class Harmonic:
+    """A harmonic of a voltage or current, relative to its fundamental."""
+
+    order: int
+    fraction: float          #: RMS of the harmonic / RMS of the fundamental
+    phase_deg: float = 0.0   #: phase at t = 0 (the voltage fundamental's zero), degrees
+
+
+@dataclass(frozen=True)
+class Load:
+    """Steady-state voltage and current of one phase.
+
+    ``phase_deg`` is the angle by which the current's fundamental lags the
+    voltage's: 60 is PF 0.5 inductive, -36.87 is PF 0.8 capacitive.
+    """
+
+    voltage_rms: float                      #: V, fundamental
+    current_rms: float                      #: A, fundamental
+    phase_deg: float = 0.0
+    frequency_hz: float = 50.0
+    voltage_harmonics: tuple[Harmonic, ...] = ()
+    current_harmonics: tuple[Harmonic, ...] = ()
+
+    def components(self) -> tuple[list[tuple[int, float, float]], list[tuple[int, float, float]]]:
+        """(order, peak amplitude, phase in rad) of every voltage and current component."""
+        voltage = [(1, self.voltage_rms * math.sqrt(2), 0.0)]
+        voltage += [(h.order, h.fraction * self.voltage_rms * math.sqrt(2), math.radians(h.phase_deg))
+                    for h in self.voltage_harmonics]
+        current = [(1, self.current_rms * math.sqrt(2), -math.radians(self.phase_deg))]
+        current += [(h.order, h.fraction * self.current_rms * math.sqrt(2), math.radians(h.phase_deg))
+                    for h in self.current_harmonics]
+        return voltage, current
+
+
+def reference_energy(load: Load, start_s: float, duration_s: float) -> float:
+    """J: the integral of v(t) * i(t) over [start, start + duration], in closed form."""
+    omega = 2 * math.pi * load.frequency_hz
+    end_s = start_s + duration_s
+    total = 0.0
+    voltage, current = load.components()
+    for h, a, alpha in voltage:
+        for k, b, beta in current:
+            # a cos(h w t + alpha) * b cos(k w t + beta) = ab/2 [cos(d) + cos(s)]
+            for order, angle in ((h - k, alpha - beta), (h + k, alpha + beta)):
+                if order == 0:
+                    total += a * b / 2 * math.cos(angle) * duration_s
+                else:
+                    w = order * omega
+                    total += a * b / 2 * (math.sin(w * end_s + angle) - math.sin(w * start_s + angle)) / w
+    return total
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """Sensors and ADC of one phase.
+
+    Full scales are the peak input, in V and A, that gives the largest code.
+    """
+
+    voltage_full_scale: float = 400.0       #: V peak: 1.1 Un with 10 % 5th harmonic fits
+    current_full_scale: float = 200.0       #: A peak: Imax 100 A with 40 % 5th fits
+    sample_rate_hz: float = 8000.0 * (1 + 23e-6)  #: 8 kSPS from a crystal 23 ppm fast
+    snr_db: float = 101.0                   #: full-scale sine to noise
+    voltage_offset_codes: float = 0.0
+    current_offset_codes: float = 0.0
+    voltage_gain_error: float = 0.0         #: relative, e.g. 0.002 reads 0.2 % high
+    current_gain_error: float = 0.0
+    skew_samples: float = 0.0               #: current sampled this many samples after voltage
+
+    @property
+    def noise_rms_codes(self) -> float:
+        return CODE_FULL_SCALE / math.sqrt(2) / 10 ** (self.snr_db / 20)
+
+    def sample(self, load: Load, count: int, rng: np.random.Generator,
+               start_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` voltage and current codes from ``start_s`` on (int64 arrays)."""
+        times = start_s + np.arange(count) / self.sample_rate_hz
+        skew_s = self.skew_samples / self.sample_rate_hz
+        voltage_components, current_components = load.components()
+        omega = 2 * math.pi * load.frequency_hz
+
+        def convert(components, instants, full_scale, gain_error, offset):
+            signal = np.zeros(count)
+            for order, amplitude, phase in components:
+                signal += amplitude * np.cos(order * omega * instants + phase)
+            codes = signal * (CODE_FULL_SCALE / full_scale) * (1 + gain_error) + offset
+            codes += rng.normal(0.0, self.noise_rms_codes, count)
+            return np.clip(np.round(codes), -CODE_FULL_SCALE - 1, CODE_FULL_SCALE).astype(np.int64)
+
+        return (convert(voltage_components, times, self.voltage_full_scale,
+                        self.voltage_gain_error, self.voltage_offset_codes),
+                convert(current_components, times + skew_s, self.current_full_scale,
+                        self.current_gain_error, self.current_offset_codes))
