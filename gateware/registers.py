@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterator
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Const, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -68,15 +68,19 @@ class Register:
     """A register: fields listed least significant first, padded to whole bytes.
 
     A register with a single field is a plain number to the host; one with several
-    fields is a record of them.
+    fields is a record of them. A ``sealed`` register (calibration) can be written
+    only while the meter's seal is open.
     """
 
     name: str
     access: Access
     fields: tuple[Field, ...]
     description: str
+    sealed: bool = False
 
     def __post_init__(self) -> None:
+        if self.sealed and not self.access.writable:
+            raise ValueError(f"Register {self.name!r} is read-only, so it cannot be sealed")
         if not self.name.isidentifier():
             raise ValueError(f"Register name must be an identifier, not {self.name!r}")
         if not self.fields:
@@ -87,9 +91,9 @@ class Register:
 
     @classmethod
     def number(cls, name: str, access: Access, width: int, description: str, *,
-               init: int = 0) -> "Register":
+               init: int = 0, sealed: bool = False) -> "Register":
         """A register holding one unsigned number of ``width`` bits."""
-        return cls(name, access, (Field("value", width, description, init),), description)
+        return cls(name, access, (Field("value", width, description, init),), description, sealed)
 
     @property
     def is_number(self) -> bool:
@@ -175,6 +179,7 @@ class RegisterMap:
             "name": register.name,
             "address": address,
             "access": register.access.value,
+            "sealed": register.sealed,
             "size": register.size,
             "init": register.init,
             "description": register.description,
@@ -243,17 +248,23 @@ class RegisterBank(wiring.Component):
 
     Rules, checked in this order: an unknown address is ``BAD_ADDRESS``; a write to
     an ``ro`` register is ``READ_ONLY``; a read of a ``wo`` register is
-    ``WRITE_ONLY``; a write whose payload is not exactly the register's size, or a
+    ``WRITE_ONLY``; a write to a sealed register while ``seal_open`` is low is
+    ``SEALED``; a write whose payload is not exactly the register's size, or a
     read that carries a payload, is ``BAD_LENGTH``.
+
+    A map with sealed registers gives the bank two more ports: ``seal_open`` (in)
+    and ``sealed_write`` (out), which pulses with every write to a sealed register.
     """
 
     def __init__(self, register_map: RegisterMap):
         self._register_map = register_map
         members = {"bus": In(RegisterBus(data_width=register_map.data_width))}
+        if any(register.sealed for _, register in register_map):
+            members |= {"seal_open": In(1), "sealed_write": Out(1)}
         for _, register in register_map:
             if register.name in members:
                 raise ValueError(f"A register may not be named {register.name!r}: "
-                                 f"the bank's bus port has that name")
+                                 f"the bank has a port of that name")
             if register.access is Access.RO:
                 members[register.name] = In(register.layout)
             elif register.access is Access.RW:
@@ -274,6 +285,8 @@ class RegisterBank(wiring.Component):
         for _, register in self._register_map:
             if register.access is Access.WO:
                 m.d.sync += getattr(self, register.name).written.eq(0)
+        if "sealed_write" in self.signature.members:
+            m.d.sync += self.sealed_write.eq(0)
 
         with m.Switch(bus.address):
             for address, register in self._register_map:
@@ -285,7 +298,10 @@ class RegisterBank(wiring.Component):
                         if not register.access.writable:
                             m.d.comb += bus.status.eq(Status.READ_ONLY)
                         else:
-                            with m.If(bus.length != register.size):
+                            locked = ~self.seal_open if register.sealed else Const(0)
+                            with m.If(locked):
+                                m.d.comb += bus.status.eq(Status.SEALED)
+                            with m.Elif(bus.length != register.size):
                                 m.d.comb += bus.status.eq(Status.BAD_LENGTH)
                             with m.Else():
                                 m.d.comb += bus.status.eq(Status.OK)
@@ -305,12 +321,13 @@ class RegisterBank(wiring.Component):
                 m.d.comb += bus.status.eq(Status.BAD_ADDRESS)
         return m
 
-    @staticmethod
-    def _store(m: Module, register: Register, port, bus) -> None:
+    def _store(self, m: Module, register: Register, port, bus) -> None:
         # Only the fields are stored: padding bits always read back as 0.
         width = sum(field.width for field in register.fields)
         value = bus.w_data[:width]
         with m.If(bus.strobe):
+            if register.sealed:
+                m.d.sync += self.sealed_write.eq(1)
             if register.access is Access.RW:
                 m.d.sync += port.as_value()[:width].eq(value)
             else:

@@ -159,11 +159,11 @@ def test_describe_lists_every_register_and_field():
     ), "load relay"))
     register_map.add(0x0003, Register.number("unlock_key", Access.WO, 16, "key"))
     assert register_map.describe() == [
-        {"name": "unlock_key", "address": 3, "access": "wo", "size": 2, "init": 0,
+        {"name": "unlock_key", "address": 3, "access": "wo", "sealed": False, "size": 2, "init": 0,
          "description": "key",
          "fields": [{"name": "value", "offset": 0, "width": 16, "init": 0,
                      "description": "key"}]},
-        {"name": "relay_control", "address": 0x101, "access": "rw", "size": 2,
+        {"name": "relay_control", "address": 0x101, "access": "rw", "sealed": False, "size": 2,
          "init": 1 + (30 << 1), "description": "load relay",
          "fields": [{"name": "closed", "offset": 0, "width": 1, "init": 1,
                      "description": "relay closed"},
@@ -174,18 +174,18 @@ def test_describe_lists_every_register_and_field():
 
 def _fingerprint_map(*, address=0x0011, width=10, access=Access.RW, init=0,
                      description="load relay", field_description="hold-off, s",
-                     field_name="cooldown_s") -> int:
+                     field_name="cooldown_s", sealed=False) -> int:
     register_map = RegisterMap()
     register_map.add(0x0000, Register.number("serial_number", Access.RO, 32, "serial"))
     register_map.add(address, Register("relay_control", access, (
         Field("closed", 1, "relay closed"),
         Field(field_name, width, field_description, init=init),
-    ), description))
+    ), description, sealed))
     return register_map.fingerprint()
 
 
 def test_fingerprint_follows_what_a_host_depends_on():
-    """The 32-bit fingerprint is stable and changes with address, width, access, init or name."""
+    """The 32-bit fingerprint is stable and changes with address, width, access, init, name or seal."""
     base = _fingerprint_map()
     assert 0 <= base < 1 << 32
     assert _fingerprint_map() == base
@@ -195,6 +195,7 @@ def test_fingerprint_follows_what_a_host_depends_on():
         _fingerprint_map(access=Access.WO),
         _fingerprint_map(init=7),
         _fingerprint_map(field_name="hold_off_s"),
+        _fingerprint_map(sealed=True),
     ]
     assert base not in variants
     assert len(set(variants)) == len(variants)
@@ -389,3 +390,37 @@ def test_bank_refuses_register_named_like_its_bus_port():
     register_map.add(0x0000, Register.number("bus", Access.RW, 8, "clashes with the port"))
     with pytest.raises(ValueError, match="'bus'"):
         RegisterBank(register_map)
+
+
+def test_read_only_register_cannot_be_sealed():
+    """Sealing is about writes: an ro register refuses it."""
+    with pytest.raises(ValueError, match="'voltage_gain' is read-only"):
+        Register.number("voltage_gain", Access.RO, 16, "gain", sealed=True)
+
+
+def test_sealed_register_is_written_only_with_the_seal_open():
+    """With the seal closed a write is SEALED and changes nothing; open, it is done and
+    pulses ``sealed_write``; reads work either way; unsealed registers ignore the seal."""
+    register_map = RegisterMap()
+    register_map.add(0x0000, Register.number("energy_quantum", Access.RW, 16, "calibration",
+                                             init=0x1234, sealed=True))
+    register_map.add(0x0001, Register.number("display_contrast", Access.RW, 8, "LCD"))
+    bank = RegisterBank(register_map)
+
+    async def bench(ctx):
+        ctx.set(bank.seal_open, 0)
+        assert (await _access(ctx, bank, 0x0000, WRITE, 2, 0xBEEF, strobe=True))[0] is Status.SEALED
+        assert ctx.get(bank.sealed_write) == 0
+        assert await _access(ctx, bank, 0x0000, READ, 0) == (Status.OK, 0x1234, 2)
+        assert (await _access(ctx, bank, 0x0001, WRITE, 1, 0x77, strobe=True))[0] is Status.OK
+        assert ctx.get(bank.sealed_write) == 0
+        ctx.set(bank.seal_open, 1)
+        assert (await _access(ctx, bank, 0x0000, WRITE, 1, 0xBEEF, strobe=True))[0] is Status.BAD_LENGTH
+        assert ctx.get(bank.sealed_write) == 0
+        assert (await _access(ctx, bank, 0x0000, WRITE, 2, 0xBEEF, strobe=True))[0] is Status.OK
+        assert ctx.get(bank.sealed_write) == 1  # for the one cycle after the write
+        await ctx.tick()
+        assert ctx.get(bank.sealed_write) == 0
+        assert await _access(ctx, bank, 0x0000, READ, 0) == (Status.OK, 0xBEEF, 2)
+
+    run_simulation(bank, bench)

@@ -54,3 +54,4 @@ class Status(enum.IntEnum, shape=8):
     BAD_ADDRESS = 0x04  #: no register at that address
     READ_ONLY = 0x05    #: write to a read-only register
     WRITE_ONLY = 0x06   #: read of a write-only register
+    SEALED = 0x07       #: write to a calibration register while the seal is closed
