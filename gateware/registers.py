@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterator
 
-from amaranth.hdl import Const, Module
+from amaranth.hdl import Const, Module, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,21 +46,29 @@ class Access(enum.Enum):
 class Field:
     """A named bit field of a register.
 
-    ``init`` is the value after reset (``rw`` and ``wo`` registers only).
+    ``init`` is the value after reset (``rw`` and ``wo`` registers only); a
+    ``signed`` field is two's complement.
     """
 
     name: str
     width: int
     description: str
     init: int = 0
+    signed: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"Field name must be an identifier, not {self.name!r}")
         if self.width < 1:
             raise ValueError(f"Field {self.name!r} must be at least 1 bit wide, not {self.width}")
-        if not 0 <= self.init < 1 << self.width:
+        low, high = ((-(1 << (self.width - 1)), 1 << (self.width - 1)) if self.signed
+                     else (0, 1 << self.width))
+        if not low <= self.init < high:
             raise ValueError(f"Field {self.name!r} init {self.init} does not fit in {self.width} bits")
+
+    @property
+    def shape(self):
+        return signed(self.width) if self.signed else unsigned(self.width)
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,10 @@ class Register:
 
     @classmethod
     def number(cls, name: str, access: Access, width: int, description: str, *,
-               init: int = 0, sealed: bool = False) -> "Register":
-        """A register holding one unsigned number of ``width`` bits."""
-        return cls(name, access, (Field("value", width, description, init),), description, sealed)
+               init: int = 0, signed: bool = False, sealed: bool = False) -> "Register":
+        """A register holding one number of ``width`` bits."""
+        return cls(name, access, (Field("value", width, description, init, signed),),
+                   description, sealed)
 
     @property
     def is_number(self) -> bool:
@@ -107,8 +116,8 @@ class Register:
     @property
     def layout(self) -> data.StructLayout:
         """The register's fields as an Amaranth layout, padded to :attr:`size` bytes."""
-        members = {field.name: field.width for field in self.fields}
-        padding = self.size * 8 - sum(members.values())
+        members = {field.name: field.shape for field in self.fields}
+        padding = self.size * 8 - sum(field.width for field in self.fields)
         if padding:
             members["_padding"] = padding
         return data.StructLayout(members)
@@ -125,7 +134,9 @@ class Register:
 
     @property
     def init(self) -> int:
-        return sum(field.init << offset for field, offset in self.field_offsets())
+        """The reset value as the wire carries it (signed fields in two's complement)."""
+        return sum((field.init & ((1 << field.width) - 1)) << offset
+                   for field, offset in self.field_offsets())
 
 
 class RegisterMap:
@@ -184,7 +195,8 @@ class RegisterMap:
             "init": register.init,
             "description": register.description,
             "fields": [{"name": field.name, "offset": offset, "width": field.width,
-                        "init": field.init, "description": field.description}
+                        "signed": field.signed, "init": field.init,
+                        "description": field.description}
                        for field, offset in register.field_offsets()],
         } for address, register in self]
 

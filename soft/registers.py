@@ -7,7 +7,7 @@ Nothing here restates an address or a field: both come from
 from collections.abc import Iterator, Mapping
 
 from refmeter.gateware.meter import meter_register_map
-from refmeter.gateware.registers import Register, RegisterMap
+from refmeter.gateware.registers import Field, Register, RegisterMap
 
 __all__ = ["METER_REGISTERS", "RegisterValue", "decode", "encode", "registers_markdown"]
 
@@ -21,7 +21,7 @@ class RegisterValue(Mapping[str, int]):
     def __init__(self, register: Register, raw: int):
         self.register = register
         self.raw = raw
-        self._fields = {field.name: (raw >> offset) & ((1 << field.width) - 1)
+        self._fields = {field.name: _field_value(field, raw >> offset)
                         for field, offset in register.field_offsets()}
 
     def __getitem__(self, name: str) -> int:
@@ -38,12 +38,19 @@ class RegisterValue(Mapping[str, int]):
         return f"{self.register.name}({fields})"
 
 
+def _field_value(field: Field, bits: int) -> int:
+    value = bits & ((1 << field.width) - 1)
+    if field.signed and value >> (field.width - 1):
+        value -= 1 << field.width
+    return value
+
+
 def decode(register: Register, data: bytes) -> "int | RegisterValue":
     """A register's wire bytes as a number (one field) or a :class:`RegisterValue`."""
     if len(data) != register.size:
         raise ValueError(f"{register.name} is {register.size} bytes, the meter sent {len(data)}")
     raw = int.from_bytes(data, "big")
-    return raw if register.is_number else RegisterValue(register, raw)
+    return _field_value(register.fields[0], raw) if register.is_number else RegisterValue(register, raw)
 
 
 def encode(register: Register, value: "int | Mapping[str, int]") -> bytes:
@@ -52,18 +59,21 @@ def encode(register: Register, value: "int | Mapping[str, int]") -> bytes:
         unknown = set(value) - {field.name for field in register.fields}
         if unknown:
             raise ValueError(f"{register.name} has no field {', '.join(sorted(unknown))}")
-        raw = 0
-        for field, offset in register.field_offsets():
-            field_value = value.get(field.name, field.init)
-            if not 0 <= field_value < 1 << field.width:
-                raise ValueError(f"{field_value} does not fit {register.name}.{field.name} "
-                                 f"({field.width} bits)")
-            raw |= field_value << offset
+        fields = {field.name: value.get(field.name, field.init) for field in register.fields}
+    elif register.is_number:
+        fields = {register.fields[0].name: value}
     else:
-        raw = value
-        width = sum(field.width for field in register.fields)
-        if not 0 <= raw < 1 << width:
-            raise ValueError(f"{raw} does not fit {register.name} ({width} bits)")
+        raise ValueError(f"{register.name} has fields: write them by name")
+    raw = 0
+    for field, offset in register.field_offsets():
+        field_value = fields[field.name]
+        low, high = ((-(1 << (field.width - 1)), 1 << (field.width - 1)) if field.signed
+                     else (0, 1 << field.width))
+        if not low <= field_value < high:
+            where = register.name if register.is_number else f"{register.name}.{field.name}"
+            kind = "signed " if field.signed else ""
+            raise ValueError(f"{field_value} does not fit {where} ({kind}{field.width} bits)")
+        raw |= (field_value & ((1 << field.width) - 1)) << offset
     return raw.to_bytes(register.size, "big")
 
 

@@ -161,13 +161,13 @@ def test_describe_lists_every_register_and_field():
     assert register_map.describe() == [
         {"name": "unlock_key", "address": 3, "access": "wo", "sealed": False, "size": 2, "init": 0,
          "description": "key",
-         "fields": [{"name": "value", "offset": 0, "width": 16, "init": 0,
+         "fields": [{"name": "value", "offset": 0, "width": 16, "signed": False, "init": 0,
                      "description": "key"}]},
         {"name": "relay_control", "address": 0x101, "access": "rw", "sealed": False, "size": 2,
          "init": 1 + (30 << 1), "description": "load relay",
-         "fields": [{"name": "closed", "offset": 0, "width": 1, "init": 1,
+         "fields": [{"name": "closed", "offset": 0, "width": 1, "signed": False, "init": 1,
                      "description": "relay closed"},
-                    {"name": "cooldown_s", "offset": 1, "width": 10, "init": 30,
+                    {"name": "cooldown_s", "offset": 1, "width": 10, "signed": False, "init": 30,
                      "description": "hold-off, s"}]},
     ]
 
@@ -422,5 +422,25 @@ def test_sealed_register_is_written_only_with_the_seal_open():
         await ctx.tick()
         assert ctx.get(bank.sealed_write) == 0
         assert await _access(ctx, bank, 0x0000, READ, 0) == (Status.OK, 0xBEEF, 2)
+
+    run_simulation(bank, bench)
+
+
+def test_signed_fields_round_trip_through_the_bank_and_host():
+    """A signed field is two's complement on the wire; the host decodes it negative."""
+    from refmeter.soft.registers import decode, encode
+    register = Register.number("energy_fraction", Access.RW, 20, "signed", init=-3, signed=True)
+    assert register.init == (1 << 20) - 3
+    assert decode(register, encode(register, -524288)) == -524288
+    assert decode(register, register.init.to_bytes(register.size, "big")) == -3
+    with pytest.raises(ValueError, match=r"does not fit energy_fraction \(signed 20 bits\)"):
+        encode(register, 524288)
+    register_map = RegisterMap()
+    register_map.add(0, register)
+    bank = RegisterBank(register_map)
+
+    async def bench(ctx):
+        status, data, _ = await _access(ctx, bank, 0, READ, 0)
+        assert (status, decode(register, data.to_bytes(register.size, "big"))) == (Status.OK, -3)
 
     run_simulation(bank, bench)
