@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest
-from refmeter.sim.analog import CODE_FULL_SCALE, FrontEnd, Harmonic, Load
-from refmeter.sim.metrology import PhaseCalibration
+from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest, nominal_calibration
+from refmeter.sim.analog import FrontEnd, Harmonic, Load
 
 UN, IN, IMAX, FN = 230.0, 10.0, 100.0, 50.0   # V, A, A, Hz: a direct-connected 10(100) A meter
 METER_CONSTANT = 1000                          # imp/kWh: one quantum is 1 Wh
@@ -77,9 +76,7 @@ def test_points() -> list[Point]:
 
 
 def calibrated_meter(rng: np.random.Generator) -> MeterUnderTest:
-    nominal_quantum = round(JOULES_PER_WH * FRONT_END.sample_rate_hz * CODE_FULL_SCALE ** 2
-                            / (FRONT_END.voltage_full_scale * FRONT_END.current_full_scale))
-    meter = MeterUnderTest(FRONT_END, PhaseCalibration(energy_quantum=nominal_quantum))
+    meter = MeterUnderTest(FRONT_END, nominal_calibration(FRONT_END))
     meter.calibrate(Load(UN, IN), rng)
     return meter
 

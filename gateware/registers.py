@@ -23,7 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from .hostlink.protocol import MAX_PAYLOAD, Status
 
-__all__ = ["Access", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterBank"]
+__all__ = ["Access", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterBank",
+           "register_ports", "connect_registers"]
 
 
 class Access(enum.Enum):
@@ -344,3 +345,31 @@ class RegisterBank(wiring.Component):
                 m.d.sync += port.as_value()[:width].eq(value)
             else:
                 m.d.sync += [port.data.as_value()[:width].eq(value), port.written.eq(1)]
+
+
+def register_ports(registers) -> dict:
+    """Signature members for a component that owns ``registers``, one port per
+    register named after it: it drives its ``ro`` registers and sees the values of
+    its ``rw`` and ``wo`` ones (see :func:`connect_registers`)."""
+    members = {}
+    for register in registers:
+        if register.access is Access.RO:
+            members[register.name] = Out(register.layout)
+        elif register.access is Access.RW:
+            members[register.name] = In(register.layout)
+        else:
+            members[register.name] = In(WriteOnlyPort(register.layout, init=register.field_inits))
+    return members
+
+
+def connect_registers(m: Module, bank: RegisterBank, component, registers) -> None:
+    """Wire each of ``registers`` between the bank and ``component``'s port of the
+    same name (made by :func:`register_ports`)."""
+    for register in registers:
+        bank_port, component_port = getattr(bank, register.name), getattr(component, register.name)
+        if register.access is Access.RO:
+            m.d.comb += bank_port.eq(component_port)
+        elif register.access is Access.RW:
+            m.d.comb += component_port.eq(bank_port)
+        else:
+            wiring.connect(m, bank_port, component_port)

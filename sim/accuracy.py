@@ -19,7 +19,7 @@ from refmeter.gateware.metrology import spec
 from .analog import FrontEnd, Load, reference_energy
 from .metrology import PhaseCalibration, PhaseModel
 
-__all__ = ["MeterUnderTest", "JOULES_PER_WH"]
+__all__ = ["MeterUnderTest", "JOULES_PER_WH", "nominal_calibration"]
 
 JOULES_PER_WH = 3600.0
 
@@ -27,6 +27,13 @@ JOULES_PER_WH = 3600.0
 SETTLE_S = 10 * (1 << spec.DC_SHIFT) / 8000
 #: Samples generated at a time.
 CHUNK = 1 << 20
+
+
+def nominal_calibration(front_end: FrontEnd) -> PhaseCalibration:
+    """The calibration a front end would need if it had no gain or phase errors."""
+    return PhaseCalibration(energy_quantum=round(
+        JOULES_PER_WH * front_end.sample_rate_hz * spec.SAMPLE_MAX ** 2
+        / (front_end.voltage_full_scale * front_end.current_full_scale)))
 
 
 @dataclass

@@ -19,9 +19,6 @@ from refmeter.gateware.metrology import spec
 
 __all__ = ["Harmonic", "Load", "FrontEnd", "reference_energy"]
 
-CODE_FULL_SCALE = (1 << (spec.SAMPLE_WIDTH - 1)) - 1
-
-
 @dataclass(frozen=True)
 class Harmonic:
     """A harmonic of a voltage or current, relative to its fundamental."""
@@ -82,9 +79,10 @@ class FrontEnd:
     Full scales are the peak input, in V and A, that gives the largest code.
     """
 
-    voltage_full_scale: float = 400.0       #: V peak: 1.1 Un with 10 % 5th harmonic fits
-    current_full_scale: float = 200.0       #: A peak: Imax 100 A with 40 % 5th fits
-    sample_rate_hz: float = 8000.0 * (1 + 23e-6)  #: 8 kSPS from a crystal 23 ppm fast
+    voltage_full_scale: float = spec.VOLTAGE_FULL_SCALE_V  #: V peak
+    current_full_scale: float = spec.CURRENT_FULL_SCALE_A  #: A peak
+    #: The ADC's rate, from a crystal 23 ppm fast: not locked to the line.
+    sample_rate_hz: float = spec.SAMPLE_RATE_HZ * (1 + 23e-6)
     snr_db: float = 101.0                   #: full-scale sine to noise
     voltage_offset_codes: float = 0.0
     current_offset_codes: float = 0.0
@@ -94,7 +92,7 @@ class FrontEnd:
 
     @property
     def noise_rms_codes(self) -> float:
-        return CODE_FULL_SCALE / math.sqrt(2) / 10 ** (self.snr_db / 20)
+        return spec.SAMPLE_MAX / math.sqrt(2) / 10 ** (self.snr_db / 20)
 
     def sample(self, load: Load, count: int, rng: np.random.Generator,
                start_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +106,9 @@ class FrontEnd:
             signal = np.zeros(count)
             for order, amplitude, phase in components:
                 signal += amplitude * np.cos(order * omega * instants + phase)
-            codes = signal * (CODE_FULL_SCALE / full_scale) * (1 + gain_error) + offset
+            codes = signal * (spec.SAMPLE_MAX / full_scale) * (1 + gain_error) + offset
             codes += rng.normal(0.0, self.noise_rms_codes, count)
-            return np.clip(np.round(codes), -CODE_FULL_SCALE - 1, CODE_FULL_SCALE).astype(np.int64)
+            return np.clip(np.round(codes), -spec.SAMPLE_MAX - 1, spec.SAMPLE_MAX).astype(np.int64)
 
         return (convert(voltage_components, times, self.voltage_full_scale,
                         self.voltage_gain_error, self.voltage_offset_codes),

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest
+from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest, nominal_calibration
 from refmeter.sim.analog import FrontEnd, Harmonic, Load, reference_energy
 from refmeter.sim.metrology import PhaseCalibration, PhaseModel
 
@@ -17,9 +17,7 @@ FRONT_END = FrontEnd(voltage_offset_codes=2000, current_offset_codes=-1500,
 @pytest.fixture(scope="module")
 def meter() -> MeterUnderTest:
     """A front end with gain, offset and skew errors, calibrated once at Un, In."""
-    nominal = round(JOULES_PER_WH * FRONT_END.sample_rate_hz * (2 ** 23 - 1) ** 2
-                    / (FRONT_END.voltage_full_scale * FRONT_END.current_full_scale))
-    meter = MeterUnderTest(FRONT_END, PhaseCalibration(energy_quantum=nominal))
+    meter = MeterUnderTest(FRONT_END, nominal_calibration(FRONT_END))
     meter.calibrate(Load(UN, IN), np.random.default_rng(1))
     return meter
 

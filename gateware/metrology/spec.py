@@ -54,3 +54,12 @@ COUNTER_WIDTH = 32
 SAMPLE_MAX = (1 << (SAMPLE_WIDTH - 1)) - 1
 SAMPLE_MIN = -SAMPLE_MAX  # symmetric, so a product never exceeds 2**46
 
+
+# Nominal front end: the scales calibration starts from. A board's dividers and
+# current sensors set the real ones; the simulated front end uses these.
+#: Sample sets per second: ADS131M0x at OSR 512 with an 8.192 MHz CLKIN.
+SAMPLE_RATE_HZ = 8000
+#: Peak voltage at the largest code, V: 1.1 Un of 230 V with 10 % 5th harmonic fits.
+VOLTAGE_FULL_SCALE_V = 400.0
+#: Peak current at the largest code, A: Imax of 100 A with 40 % 5th harmonic fits.
+CURRENT_FULL_SCALE_A = 200.0

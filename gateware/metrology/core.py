@@ -1,0 +1,115 @@
+"""Metrology of every phase, with its registers."""
+
+from amaranth.hdl import Module
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..registers import Access, Register, register_ports
+from . import spec
+from .phase import PhaseMetrology, PhaseSample
+
+__all__ = ["Metrology", "PHASE_NAMES", "phase_registers", "SHARED_REGISTERS"]
+
+PHASE_NAMES = ("l1", "l2", "l3")
+
+_JOULES_PER_WH = 3600
+#: Calibration of the nominal front end, so an uncalibrated meter reads roughly right.
+_VOLTAGE_SCALE_PV = round(spec.VOLTAGE_FULL_SCALE_V / spec.SAMPLE_MAX * 1e12)
+_CURRENT_SCALE_PA = round(spec.CURRENT_FULL_SCALE_A / spec.SAMPLE_MAX * 1e12)
+_WATTS_PER_RAW = _VOLTAGE_SCALE_PV * _CURRENT_SCALE_PA * 1e-24
+_NOMINAL_QUANTUM = round(_JOULES_PER_WH * spec.SAMPLE_RATE_HZ / _WATTS_PER_RAW)
+#: No-load threshold: 0.25 W over a 1 s window.
+_NOMINAL_NOLOAD = round(0.25 * spec.SAMPLE_RATE_HZ / _WATTS_PER_RAW)
+
+
+def phase_registers(phase: str) -> tuple[Register, ...]:
+    """The registers of phase ``phase`` (``l1`` ...): measurements, then calibration."""
+    return (
+        Register.number(f"window_active_{phase}", Access.RO, spec.SUM_WIDTH,
+                        "sum of v*i over the last window, codes^2", signed=True),
+        Register.number(f"window_voltage_squared_{phase}", Access.RO, spec.SUM_WIDTH,
+                        "sum of v*v over the last window, codes^2"),
+        Register.number(f"window_current_squared_{phase}", Access.RO, spec.SUM_WIDTH,
+                        "sum of i*i over the last window, codes^2"),
+        Register.number(f"active_import_wh_{phase}", Access.RO, spec.COUNTER_WIDTH,
+                        "+A: energy quanta (Wh) imported (wraps)"),
+        Register.number(f"active_export_wh_{phase}", Access.RO, spec.COUNTER_WIDTH,
+                        "-A: energy quanta (Wh) exported (wraps)"),
+        Register.number(f"energy_fraction_{phase}", Access.RO, spec.FRACTION_WIDTH,
+                        "energy not yet counted as a quantum, raw units (codes^2 samples)",
+                        signed=True),
+        Register.number(f"phase_coefficient_{phase}", Access.RW, spec.PHASE_COEFFICIENT_WIDTH,
+                        "all-pass coefficient of the current channel, Q1.17", signed=True,
+                        sealed=True),
+        Register.number(f"energy_quantum_{phase}", Access.RW, spec.QUANTUM_WIDTH,
+                        "raw units (codes^2 samples) per Wh", init=_NOMINAL_QUANTUM, sealed=True),
+        Register.number(f"noload_threshold_{phase}", Access.RW, spec.QUANTUM_WIDTH,
+                        "|window_active| below which the next window counts no energy",
+                        init=_NOMINAL_NOLOAD, sealed=True),
+        Register.number(f"voltage_scale_{phase}", Access.RW, 32, "pV per voltage code",
+                        init=_VOLTAGE_SCALE_PV, sealed=True),
+        Register.number(f"current_scale_{phase}", Access.RW, 32, "pA per current code",
+                        init=_CURRENT_SCALE_PA, sealed=True),
+    )
+
+
+SHARED_REGISTERS = (
+    Register.number("window_samples", Access.RW, spec.WINDOW_WIDTH,
+                    "samples per measurement window", init=spec.SAMPLE_RATE_HZ, sealed=True),
+    Register.number("windows_completed", Access.RO, 32,
+                    "windows published (wraps); equal before and after reading a phase's "
+                    "window sums means they belong to one window"),
+)
+
+
+class Metrology(wiring.Component):
+    """:class:`PhaseMetrology` for each of ``phases`` phases, behind registers.
+
+    Besides ``samples`` (one :data:`PhaseSample` per phase, all taken at once) and
+    ``quantum`` (a pulse per energy quantum of any phase, for the test LED), it has
+    a port per register of :attr:`registers`.
+    """
+
+    def __init__(self, *, phases: int = 1):
+        if not 1 <= phases <= len(PHASE_NAMES):
+            raise ValueError(f"A meter has 1 to {len(PHASE_NAMES)} phases, not {phases}")
+        self._phases = PHASE_NAMES[:phases]
+        self.registers = SHARED_REGISTERS + tuple(
+            register for phase in self._phases for register in phase_registers(phase))
+        super().__init__({
+            "samples": In(stream.Signature(data.ArrayLayout(PhaseSample, phases))),
+            "quantum": Out(1),
+            **register_ports(self.registers),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ready = 1
+        quantum = 0
+        for index, phase in enumerate(self._phases):
+            m.submodules[phase] = dsp = PhaseMetrology()
+
+            def port(name):
+                return getattr(self, f"{name}_{phase}").value
+
+            m.d.comb += [
+                dsp.sample.payload.eq(self.samples.payload[index]),
+                dsp.sample.valid.eq(self.samples.valid & self.samples.ready),
+                dsp.phase_coefficient.eq(port("phase_coefficient")),
+                dsp.energy_quantum.eq(port("energy_quantum")),
+                dsp.noload_threshold.eq(port("noload_threshold")),
+                dsp.window_samples.eq(self.window_samples.value),
+                port("window_active").eq(dsp.window.active),
+                port("window_voltage_squared").eq(dsp.window.voltage_squared),
+                port("window_current_squared").eq(dsp.window.current_squared),
+                port("active_import_wh").eq(dsp.import_quanta),
+                port("active_export_wh").eq(dsp.export_quanta),
+                port("energy_fraction").eq(dsp.energy_fraction),
+            ]
+            ready &= dsp.sample.ready
+            quantum |= dsp.quantum
+            if index == 0:  # every phase ends its windows on the same sample
+                with m.If(dsp.window_done):
+                    m.d.sync += self.windows_completed.value.eq(self.windows_completed.value + 1)
+        m.d.comb += [self.samples.ready.eq(ready), self.quantum.eq(quantum)]
+        return m
