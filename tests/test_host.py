@@ -73,7 +73,7 @@ def test_register_map_mismatch_is_reported(simulator):
     other_map = RegisterMap()
     for address, register in METER_REGISTERS:
         other_map.add(address, register)
-    other_map.add(0x0200, Register.number("extra", Access.RW, 8, "not in the gateware"))
+    other_map.add(0x7000, Register.number("extra", Access.RW, 8, "not in the gateware"))
     with Meter(open_simulation(simulator), timeout=5, register_map=other_map) as meter:
         with pytest.raises(MeterError, match=f"{METER_REGISTERS.fingerprint():#010x}.*"
                                              f"{other_map.fingerprint():#010x}"):

@@ -7,7 +7,8 @@ section numbers are those of that document, see ``docs/metrology.md``):
 * SPI mode 1 (CPOL 0, CPHA 1): the host changes DIN on SCLK rising edges and the ADC
   samples it on falling edges; the ADC changes DOUT on rising edges, at most
   t\\ :sub:`p(SCDO)` = 20 ns after them, and the host samples it on falling edges
-  (§6.6, §6.7). SCLK period at least 40 ns, CS high at least 15 ns (§6.6).
+  (DIN and DOUT pin descriptions in §8.5.1; §6.7). DOUT is Hi-Z while CS is high.
+  SCLK period at least 40 ns, CS high at least 15 ns (§6.6).
 * Words are 24 bits after reset (MODE.WLENGTH = 01b). Commands, responses, register
   values and CRCs are 16 bits, MSB-aligned and zero-padded; conversion data are 24-bit
   two's complement (§8.5.1.8).
@@ -400,7 +401,7 @@ class ADS131M04Receiver(wiring.Component):
             with m.Case(_Step.RUN):
                 device_reset = crc_ok & ((response & STATUS_RESET) != 0)
                 stale = crc_ok & ((response & STATUS_DRDY_MASK) != STATUS_DRDY_MASK)
-                with m.If(device_reset | stale):
+                with m.If(late | device_reset | stale):
                     m.d.sync += self.missed_frames.eq(self.missed_frames + 1)
                 with m.If(device_reset):
                     m.d.sync += [step.eq(_Step.WRITE), self.configured.eq(0)]

@@ -8,7 +8,7 @@ from ..registers import Access, Register, register_ports
 from . import spec
 from .phase import PhaseMetrology, PhaseSample
 
-__all__ = ["Metrology", "PHASE_NAMES", "phase_registers", "SHARED_REGISTERS"]
+__all__ = ["Metrology", "PHASE_NAMES", "metrology_registers"]
 
 PHASE_NAMES = ("l1", "l2", "l3")
 
@@ -62,6 +62,14 @@ SHARED_REGISTERS = (
 )
 
 
+def metrology_registers(phases: int) -> tuple[Register, ...]:
+    """Every register of a ``phases``-phase meter's metrology."""
+    if not 1 <= phases <= len(PHASE_NAMES):
+        raise ValueError(f"A meter has 1 to {len(PHASE_NAMES)} phases, not {phases}")
+    return SHARED_REGISTERS + tuple(register for phase in PHASE_NAMES[:phases]
+                                    for register in phase_registers(phase))
+
+
 class Metrology(wiring.Component):
     """:class:`PhaseMetrology` for each of ``phases`` phases, behind registers.
 
@@ -71,11 +79,8 @@ class Metrology(wiring.Component):
     """
 
     def __init__(self, *, phases: int = 1):
-        if not 1 <= phases <= len(PHASE_NAMES):
-            raise ValueError(f"A meter has 1 to {len(PHASE_NAMES)} phases, not {phases}")
+        self.registers = metrology_registers(phases)
         self._phases = PHASE_NAMES[:phases]
-        self.registers = SHARED_REGISTERS + tuple(
-            register for phase in self._phases for register in phase_registers(phase))
         super().__init__({
             "samples": In(stream.Signature(data.ArrayLayout(PhaseSample, phases))),
             "quantum": Out(1),
