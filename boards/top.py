@@ -10,11 +10,13 @@ __all__ = ["BoardTop"]
 
 
 class BoardTop(Elaboratable):
-    """:class:`Meter` with its UART on the board's USB serial pins and its
-    heartbeat on the first user LED."""
+    """:class:`Meter` on a board: its UART on the USB serial pins, the ADC and the
+    seal where ``resources`` put them, the heartbeat on the first user LED and the
+    energy pulse on the second."""
 
-    def __init__(self, *, baud: int, meter_id: int = DEMO_METER_ID):
+    def __init__(self, *, baud: int, resources, meter_id: int = DEMO_METER_ID):
         self._baud = baud
+        self._resources = resources
         self._meter_id = meter_id
 
     def elaborate(self, platform: Platform):
@@ -23,14 +25,30 @@ class BoardTop(Elaboratable):
             clk_freq=int(platform.default_clk_frequency), baud=self._baud,
             meter_id=self._meter_id, build_hash=source_revision())
 
+        platform.add_resources(self._resources)
         uart = platform.request("uart", 0, dir="-")
-        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
-        led = platform.request("led", 0, dir="-")
-        m.submodules.led = led_buffer = io.Buffer("o", led)
-        m.d.comb += [
-            meter.uart_rx.eq(uart_rx.i),
-            uart_tx.o.eq(meter.uart_tx),
-            led_buffer.o.eq(meter.heartbeat),
+        adc = platform.request("ads131m04", 0, dir="-")
+        inputs = [
+            (meter.uart_rx, uart.rx),
+            (meter.adc_cipo, adc.cipo),
+            (meter.adc_drdy_n, adc.drdy_n),
+            (meter.seal_open, platform.request("seal_open", 0, dir="-")),
         ]
+        outputs = [
+            (meter.uart_tx, uart.tx),
+            (meter.adc_sclk, adc.sclk),
+            (meter.adc_cs_n, adc.cs_n),
+            (meter.adc_copi, adc.copi),
+            (meter.heartbeat, platform.request("led", 0, dir="-")),
+            (meter.energy_pulse, platform.request("led", 1, dir="-")),
+        ]
+        # Resources marked PinsN invert in the buffer, so the meter sees logic levels.
+        for signal, port in inputs:
+            m.submodules += (buffer := io.Buffer("i", port))
+            m.d.comb += signal.eq(buffer.i)
+        for signal, port in outputs:
+            m.submodules += (buffer := io.Buffer("o", port))
+            m.d.comb += buffer.o.eq(signal)
+        m.submodules += (adc_reset := io.Buffer("o", adc.reset))
+        m.d.comb += adc_reset.o.eq(0)  # the ADC runs; SYNC/RESET is only for resynchronising
         return m
