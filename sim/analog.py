@@ -43,6 +43,37 @@ class Load:
     voltage_harmonics: tuple[Harmonic, ...] = ()
     current_harmonics: tuple[Harmonic, ...] = ()
 
+    @classmethod
+    def from_json(cls, document: dict) -> "Load":
+        """A load from its JSON form: the field names of this class, harmonics as
+        lists of ``{"order", "fraction", "phase_deg"}``; unknown keys are refused."""
+        if not isinstance(document, dict):
+            raise ValueError("A load is a JSON object")
+        known = {"voltage_rms", "current_rms", "phase_deg", "frequency_hz",
+                 "voltage_harmonics", "current_harmonics"}
+        unknown = set(document) - known
+        if unknown:
+            raise ValueError(f"Unknown load field(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        try:
+            fields = {key: float(value) for key, value in document.items() if not key.endswith("harmonics")}
+            for key in ("voltage_harmonics", "current_harmonics"):
+                fields[key] = tuple(Harmonic(int(h["order"]), float(h["fraction"]), float(h.get("phase_deg", 0)))
+                                    for h in document.get(key, ()))
+        except (TypeError, KeyError, ValueError) as error:
+            raise ValueError(f"Malformed load: {error!r}") from None
+        return cls(**fields)
+
+    def __post_init__(self) -> None:
+        if self.voltage_rms < 0 or self.current_rms < 0:
+            raise ValueError("RMS voltage and current cannot be negative")
+        if not 40 <= self.frequency_hz <= 70:
+            raise ValueError(f"Line frequency {self.frequency_hz} Hz is outside 40..70 Hz")
+        for harmonic in self.voltage_harmonics + self.current_harmonics:
+            if harmonic.order < 2 or harmonic.fraction < 0:
+                raise ValueError(f"Harmonic {harmonic} needs an order of 2 or more and a "
+                                 f"non-negative fraction")
+
     def components(self) -> tuple[list[tuple[int, float, float]], list[tuple[int, float, float]]]:
         """(order, peak amplitude, phase in rad) of every voltage and current component."""
         voltage = [(1, self.voltage_rms * math.sqrt(2), 0.0)]

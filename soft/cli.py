@@ -12,15 +12,18 @@ failed (synthesis, no programmer, programming); 130 interrupted.
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from .device import Meter, format_eui64, utc_datetime
+from .measurements import phases, read_phase
 from .errors import LinkError, MeterError
 from .registers import METER_REGISTERS, RegisterValue, registers_markdown
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
@@ -73,16 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     demo = command("demo", "start a simulated meter and read it through socket://, as a board", """
         refmeter demo
         refmeter demo --simulator amaranth""")
-    _simulator_option(demo)
+    _simulator_options(demo)
 
     sim = command("sim", "run the meter gateware in simulation and serve its UART on a TCP port", """
         refmeter sim --port 7700                   then: refmeter --url socket://127.0.0.1:7700 read
         refmeter sim --port 0 --json               pick a free port, print {"url": ...}
-        refmeter sim --simulator amaranth          no C++ compiler needed""")
+        refmeter sim --simulator amaranth          no C++ compiler needed
+        refmeter sim --current 10 --phase-angle 60 measure 230 V, 10 A at PF 0.5 lagging
+        refmeter sim --load load.json --seal-open  a load with harmonics; calibration allowed""")
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=7700, help="TCP port; 0 picks a free one (default 7700)")
     sim.add_argument("--json", action="store_true", help="announce the URL as one JSON line")
-    _simulator_option(sim)
+    _simulator_options(sim)
 
     read = command("read", "read registers (all readable ones by default)", """
         refmeter --url /dev/ttyUSB1 read
@@ -121,10 +126,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _simulator_option(parser: argparse.ArgumentParser) -> None:
+def _simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulator", choices=("auto", "amaranth", "verilator"), default="auto",
                         help="amaranth (pure Python) or verilator (compiled, ~500x faster); "
                              "auto picks verilator when a C++ compiler is present")
+    load = parser.add_argument_group("the simulated load (one phase)")
+    load.add_argument("--voltage", type=float, default=230.0, help="RMS voltage, V (default 230)")
+    load.add_argument("--current", type=float, default=5.0, help="RMS current, A (default 5)")
+    load.add_argument("--phase-angle", type=float, default=0.0,
+                      help="degrees the current lags the voltage: 60 is PF 0.5 inductive, "
+                           "-36.87 PF 0.8 capacitive, 180 export (default 0)")
+    load.add_argument("--frequency", type=float, default=50.0, help="line frequency, Hz (default 50)")
+    load.add_argument("--load", type=Path, metavar="FILE",
+                      help="a JSON load (voltage_rms, current_rms, phase_deg, frequency_hz, "
+                           "voltage_harmonics, current_harmonics) instead of the flags above")
+    parser.add_argument("--seal-open", action="store_true",
+                        help="open the simulated meter's seal, so calibration can be written")
+
+
+def _simulated_load(args: argparse.Namespace):
+    from refmeter.sim.analog import Load
+    if args.load is None:
+        return Load(args.voltage, args.current, args.phase_angle, args.frequency)
+    try:
+        return Load.from_json(json.loads(args.load.read_text()))
+    except OSError as error:
+        raise ValueError(f"cannot read the load file: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{args.load} is not JSON: {error}") from None
+
+
+def _start_simulation(args: argparse.Namespace) -> tuple[str, Transport]:
+    """The simulator chosen and a running simulation of the load the options describe."""
+    from refmeter.sim.simulators import open_simulation
+    simulator = _simulator(args.simulator)
+    load = _simulated_load(args)
+    return simulator, open_simulation(simulator, load=load, seal_open=args.seal_open, progress=_say)
 
 
 def _board_option(parser: argparse.ArgumentParser) -> None:
@@ -162,30 +199,50 @@ def _plain(value: "int | RegisterValue") -> "int | dict[str, int]":
     return dict(value) if isinstance(value, RegisterValue) else value
 
 
+#: Registers that are identifiers, shown in hexadecimal; other numbers are quantities.
+_HEX_REGISTERS = {"meter_id", "build_hash", "register_map_hash", "scratch"}
+
+
 def _show(name: str, value: "int | RegisterValue") -> str:
     if isinstance(value, RegisterValue):
         return " ".join(f"{field}={number}" for field, number in value.items())
-    return f"{value:#0{2 + 2 * METER_REGISTERS[name].size}x}"
+    if name in _HEX_REGISTERS:
+        return f"{value:#0{2 + 2 * METER_REGISTERS[name].size}x}"
+    return str(value)
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
     with _open_meter(args) as meter:
         values = ({name: meter.read(name) for name in args.registers} if args.registers
                   else meter.read_all())
+        measurements = [] if args.registers else [read_phase(meter, phase) for phase in phases(meter)]
     notes = {}
     if "meter_id" in values:
         notes["meter_id"] = format_eui64(int(values["meter_id"]))
     if isinstance(values.get("utc_time"), RegisterValue):
         notes["utc_time"] = utc_datetime(values["utc_time"]).isoformat(timespec="milliseconds")
     if args.json:
-        print(json.dumps({"url": args.url,
-                          "registers": {name: _plain(value) for name, value in values.items()},
-                          **notes}, indent=2))
+        document = {"url": args.url,
+                    "registers": {name: _plain(value) for name, value in values.items()}, **notes}
+        if measurements:
+            document["measurements"] = {reading.phase: reading.to_json() for reading in measurements}
+        print(json.dumps(document, indent=2))
         return EXIT_OK
     print(f"meter at {args.url}")
+    for reading in measurements:
+        if not reading.windows_completed:
+            print(f"  phase {reading.phase}: no measurement yet (the first window takes "
+                  f"{reading.window_s:g} s of the meter's time)")
+            continue
+        power_factor = "-" if reading.power_factor is None else f"{reading.power_factor:.3f}"
+        print(f"  phase {reading.phase}: {reading.voltage_rms_v:.2f} V  {reading.current_rms_a:.3f} A  "
+              f"{reading.active_power_w:.1f} W  {reading.apparent_power_va:.1f} VA  PF {power_factor}"
+              f"  (last {reading.window_s:g} s)")
+        print(f"            +A {reading.active_energy_import_wh} Wh  -A {reading.active_energy_export_wh} Wh"
+              f"  ({reading.energy_pending_wh:+.3f} Wh not yet counted)")
     for name, value in values.items():
         note = f"   ({notes[name]})" if name in notes else ""
-        print(f"  {name:<20} {_show(name, value)}{note}")
+        print(f"  {name:<28} {_show(name, value)}{note}")
     return EXIT_OK
 
 
@@ -223,10 +280,8 @@ def _cmd_regs(args: argparse.Namespace) -> int:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     from refmeter.sim.server import CoSimServer
-    from refmeter.sim.simulators import open_simulation
 
-    simulator = _simulator(args.simulator)
-    meter = open_simulation(simulator, progress=_say)
+    simulator, meter = _start_simulation(args)
     try:
         server = CoSimServer(meter, host=args.host, port=args.port)
     except OSError as error:
@@ -249,11 +304,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from refmeter.sim.server import CoSimServer
-    from refmeter.sim.simulators import open_simulation
 
-    simulator = _simulator(args.simulator)
-    print(f"Starting a simulated meter ({simulator}) and its co-simulation server ...")
-    simulation = open_simulation(simulator, progress=_say)
+    simulator, simulation = _start_simulation(args)
+    print(f"Started a simulated meter ({simulator}) and its co-simulation server")
     server = CoSimServer(simulation, port=0)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
@@ -270,6 +323,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             status = meter.link_status()
             print(f"  link errors       {status.rejected_frames} rejected frames, "
                   f"{status.framing_errors} framing errors, {status.overruns} overruns")
+            _demo_measurement(meter, simulator, _simulated_load(args))
     finally:
         server.stop()
         serving.join()
@@ -277,6 +331,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         simulation.close()
     print("Done. Next: `refmeter sim --port 7700` and `refmeter --url socket://127.0.0.1:7700 read`.")
     return EXIT_OK
+
+
+def _demo_measurement(meter: Meter, simulator: str, load) -> None:
+    """Wait for the meter's first measurement window and set it beside the load."""
+    if simulator != "verilator":
+        print("  measurement       the Amaranth simulator needs minutes per 1 s window: "
+              "see it with --simulator verilator")
+        return
+    deadline = time.monotonic() + 60
+    while meter.read("windows_completed") == 0:
+        if time.monotonic() > deadline:
+            raise MeterError("the simulated meter published no measurement window in 60 s")
+        time.sleep(0.2)
+    reading = read_phase(meter, phases(meter)[0])
+    expected = load.voltage_rms * load.current_rms * math.cos(math.radians(load.phase_deg))
+    print(f"  simulated load    {load.voltage_rms:g} V, {load.current_rms:g} A, "
+          f"{load.phase_deg:g} deg: {expected:.1f} W")
+    print(f"  meter measured    {reading.voltage_rms_v:.2f} V, {reading.current_rms_a:.4f} A, "
+          f"{reading.active_power_w:.1f} W over {reading.window_s:g} s "
+          f"(uncalibrated, nominal front end)")
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

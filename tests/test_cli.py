@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from refmeter.gateware.meter import DEMO_METER_ID
 from refmeter.soft.cli import main
 from refmeter.soft.registers import registers_markdown
+
+from conftest import require_simulator
 
 REFMETER = str(Path(sys.executable).parent / "refmeter")
 ROOT = Path(__file__).parent.parent
@@ -147,3 +150,43 @@ def test_readme_script_example_runs():
     readme = (ROOT / "README.md").read_text()
     (example,) = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
     exec(compile(example, "README.md", "exec"), {})
+
+
+def test_simulated_load_is_measured_through_the_whole_meter(tmp_path):
+    """`refmeter sim` with a load: the gateware, fed by the ADC model over SPI, measures
+    it, and `refmeter read --json` reports it in SI units (Verilator: a second of the
+    meter's time takes seconds, not minutes)."""
+    require_simulator("verilator")
+    load = tmp_path / "load.json"
+    load.write_text(json.dumps({"voltage_rms": 240, "current_rms": 12.5, "phase_deg": -36.87,
+                                "current_harmonics": [{"order": 5, "fraction": 0.2}]}))
+    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
+                                "--load", str(load)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        url = json.loads(process.stdout.readline())["url"]
+        deadline = time.monotonic() + 120
+        while True:  # the second window is free of DC removal's start-up
+            reading = json.loads(refmeter("--url", url, "read", "--json").stdout)
+            if reading["registers"]["windows_completed"] >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        phase = reading["measurements"]["l1"]
+        assert phase["voltage_rms_v"] == pytest.approx(240, rel=0.001)
+        # RMS counts the harmonic; active power does not (the voltage has no 5th).
+        assert phase["current_rms_a"] == pytest.approx(12.5 * (1 + 0.2 ** 2) ** 0.5, rel=0.001)
+        assert phase["active_power_w"] == pytest.approx(240 * 12.5 * 0.8, rel=0.001)
+        assert reading["registers"]["adc_status"]["crc_errors"] == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_malformed_load_file_is_refused(tmp_path, capsys):
+    """A load file with an unknown field is refused with exit 2, naming the field."""
+    load = tmp_path / "load.json"
+    load.write_text(json.dumps({"voltage_rms": 230, "curent_rms": 5}))
+    assert main(["sim", "--load", str(load), "--simulator", "amaranth", "--port", "0"]) == 2
+    assert "curent_rms" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Measurements in SI units, from the metrology's raw registers and calibration.
+
+The gateware publishes, per phase and per window, sums of v*i, v*v and i*i in ADC
+codes; the calibration registers (written under the seal) say what a code means.
+This module does the arithmetic of docs/metrology.md, "From registers to units".
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+from refmeter.gateware.metrology.core import PHASE_NAMES
+from refmeter.gateware.metrology.spec import SAMPLE_RATE_HZ
+
+from .device import Meter
+from .errors import MeterError
+
+__all__ = ["PhaseMeasurements", "read_phase", "phases"]
+
+#: Tries to read one window's sums while no new window is published meanwhile.
+_CONSISTENT_READ_TRIES = 5
+
+
+@dataclass(frozen=True)
+class PhaseMeasurements:
+    """One phase over the last measurement window."""
+
+    phase: str
+    windows_completed: int              #: 0: nothing measured yet (the values are 0)
+    window_s: float
+    voltage_rms_v: float
+    current_rms_a: float
+    active_power_w: float
+    apparent_power_va: float
+    power_factor: float | None          #: P / S; None without current
+    active_energy_import_wh: int        #: +A register (wraps at 2**32 Wh)
+    active_energy_export_wh: int        #: -A register
+    energy_pending_wh: float            #: signed energy not yet counted in either
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def phases(meter: Meter) -> list[str]:
+    """The phases the meter's register map measures (``l1``, ...)."""
+    names = {register.name for _, register in meter.register_map}
+    return [phase for phase in PHASE_NAMES if f"window_active_{phase}" in names]
+
+
+def read_phase(meter: Meter, phase: str = "l1") -> PhaseMeasurements:
+    """Read phase ``phase``'s last window and energy registers, in SI units.
+
+    The window sums are read between two reads of ``windows_completed``; if a new
+    window was published meanwhile, they are read again, so the three sums always
+    belong to one window.
+    """
+    for _ in range(_CONSISTENT_READ_TRIES):
+        before = int(meter.read("windows_completed"))
+        active = int(meter.read(f"window_active_{phase}"))
+        voltage_squared = int(meter.read(f"window_voltage_squared_{phase}"))
+        current_squared = int(meter.read(f"window_current_squared_{phase}"))
+        if meter.read("windows_completed") == before:
+            break
+    else:
+        raise MeterError(f"meter at {meter.link.url}: windows are published faster than they "
+                         f"can be read; lengthen window_samples")
+    window = int(meter.read("window_samples")) or 1
+    volts_per_code = int(meter.read(f"voltage_scale_{phase}")) * 1e-12
+    amps_per_code = int(meter.read(f"current_scale_{phase}")) * 1e-12
+    voltage = volts_per_code * math.sqrt(voltage_squared / window)
+    current = amps_per_code * math.sqrt(current_squared / window)
+    power = volts_per_code * amps_per_code * active / window
+    apparent = voltage * current
+    quantum = int(meter.read(f"energy_quantum_{phase}")) or 1
+    return PhaseMeasurements(
+        phase=phase,
+        windows_completed=before,
+        window_s=window / SAMPLE_RATE_HZ,
+        voltage_rms_v=voltage,
+        current_rms_a=current,
+        active_power_w=power,
+        apparent_power_va=apparent,
+        power_factor=power / apparent if apparent > 0 else None,
+        active_energy_import_wh=int(meter.read(f"active_import_wh_{phase}")),
+        active_energy_export_wh=int(meter.read(f"active_export_wh_{phase}")),
+        energy_pending_wh=int(meter.read(f"energy_fraction_{phase}")) / quantum,
+    )
