@@ -21,14 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest, nominal_calibration
-from refmeter.sim.analog import FrontEnd, Harmonic, Load
+from refmeter.sim.analog import AS_BUILT, Harmonic, Load
 
 UN, IN, IMAX, FN = 230.0, 10.0, 100.0, 50.0   # V, A, A, Hz: a direct-connected 10(100) A meter
 METER_CONSTANT = 1000                          # imp/kWh: one quantum is 1 Wh
 
-#: A front end as built, before calibration: the errors calibration has to remove.
-FRONT_END = FrontEnd(voltage_offset_codes=2000, current_offset_codes=-1500,
-                     voltage_gain_error=0.003, current_gain_error=-0.005, skew_samples=0.3)
 
 POWER_FACTORS = {"PF 1": 0.0, "PF 0.5 ind": 60.0, "PF 0.8 cap": -36.87, "PF 0.25 ind": 75.52}
 CURRENTS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, IMAX / IN)
@@ -76,7 +73,7 @@ def test_points() -> list[Point]:
 
 
 def calibrated_meter(rng: np.random.Generator) -> MeterUnderTest:
-    meter = MeterUnderTest(FRONT_END, nominal_calibration(FRONT_END))
+    meter = MeterUnderTest(AS_BUILT, nominal_calibration(AS_BUILT))
     meter.calibrate(Load(UN, IN), rng)
     return meter
 

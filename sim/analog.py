@@ -17,7 +17,7 @@ import numpy as np
 
 from refmeter.gateware.metrology import spec
 
-__all__ = ["Harmonic", "Load", "FrontEnd", "reference_energy"]
+__all__ = ["Harmonic", "Load", "FrontEnd", "AS_BUILT", "reference_energy"]
 
 @dataclass(frozen=True)
 class Harmonic:
@@ -145,3 +145,9 @@ class FrontEnd:
                         self.voltage_gain_error, self.voltage_offset_codes),
                 convert(current_components, times + skew_s, self.current_full_scale,
                         self.current_gain_error, self.current_offset_codes))
+
+
+#: A front end as built, before calibration: the gain, offset and skew errors a
+#: factory calibration has to remove (benchmarks, tests, `refmeter sim --uncalibrated`).
+AS_BUILT = FrontEnd(voltage_offset_codes=2000, current_offset_codes=-1500,
+                    voltage_gain_error=0.003, current_gain_error=-0.005, skew_samples=0.3)

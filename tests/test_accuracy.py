@@ -6,18 +6,16 @@ import numpy as np
 import pytest
 
 from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest, nominal_calibration
-from refmeter.sim.analog import FrontEnd, Harmonic, Load, reference_energy
+from refmeter.sim.analog import AS_BUILT, Harmonic, Load, reference_energy
 from refmeter.sim.metrology import PhaseCalibration, PhaseModel
 
 UN, IN = 230.0, 10.0
-FRONT_END = FrontEnd(voltage_offset_codes=2000, current_offset_codes=-1500,
-                     voltage_gain_error=0.003, current_gain_error=-0.005, skew_samples=0.3)
 
 
 @pytest.fixture(scope="module")
 def meter() -> MeterUnderTest:
     """A front end with gain, offset and skew errors, calibrated once at Un, In."""
-    meter = MeterUnderTest(FRONT_END, nominal_calibration(FRONT_END))
+    meter = MeterUnderTest(AS_BUILT, nominal_calibration(AS_BUILT))
     meter.calibrate(Load(UN, IN), np.random.default_rng(1))
     return meter
 
