@@ -76,11 +76,13 @@ class SampleSource:
 
 
 def open_simulation(simulator: str, meter: Meter | None = None, *, load: Load = DEFAULT_LOAD,
-                    seal_open: bool = False,
+                    front_end: FrontEnd = FrontEnd(), seal_open: bool = False,
                     progress: Callable[[str], None] = lambda message: None) -> Transport:
-    """Start a simulated meter measuring ``load`` and return the transport to its UART."""
+    """Start a simulated meter measuring ``load`` through ``front_end`` (ideal by
+    default; :data:`~refmeter.sim.analog.AS_BUILT` before calibration) and return
+    the transport to its UART."""
     meter = simulated_meter() if meter is None else meter
-    source = SampleSource(load)
+    source = SampleSource(load, front_end)
     if simulator == "amaranth":
         return AmaranthSimulation(meter, source, seal_open=seal_open)
     if simulator == "verilator":
