@@ -83,8 +83,9 @@ async def gateware_equals_model(dut):
             await FallingEdge(dut.clk)
         await RisingEdge(dut.clk)  # the transfer
         dut.sample__valid.value = 0
-    for _ in range(200):  # the last set finishes
-        await RisingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    while not dut.sample__ready.value:  # the last set finishes
+        await RisingEdge(dut.sample__ready)
     await ReadOnly()
 
     mismatch = next((n for n, (got, want) in enumerate(zip(windows, expected)) if got != want), None)
