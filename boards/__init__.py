@@ -48,6 +48,8 @@ class Board:
     platform: Callable[[], Platform]
     #: Where the ADC and the seal are: :func:`meter_resources` for this board.
     resources: tuple[Resource, ...]
+    #: Load-profile records the block RAM holds (a power of two).
+    profile_capacity: int
     bitstream_suffix: str    #: what the toolchain writes: ``bin`` (iCE40) or ``bit`` (ECP5)
     #: Cell types the table reports: logic cells/LUTs, flip-flops, RAM blocks, per nextpnr.
     lut_cell: str
@@ -67,6 +69,7 @@ BOARDS = {
                  "reset": "8"},
             seal="10", conn=("pmod", 0), attrs=Attrs(IO_STANDARD="SB_LVCMOS"),
             pullup=Attrs(PULLUP=1))),
+        profile_capacity=512,      # 10.7 days of half-hours in 12 of the 30 EBRs
         bitstream_suffix="bin", lut_cell="ICESTORM_LC", ff_cell="SB_DFF",
         ram_cells=("ICESTORM_RAM", "ICESTORM_SPRAM"),
         programmers=(
@@ -83,6 +86,7 @@ BOARDS = {
                  "reset": "1-"},
             seal="2-", conn=("gpio", 0), attrs=Attrs(IO_TYPE="LVCMOS33"),
             pullup=Attrs(PULLMODE="UP"))),
+        profile_capacity=16384,    # 341 days of half-hours in 88 of the 208 DP16KDs
         bitstream_suffix="bit", lut_cell="TRELLIS_COMB", ff_cell="TRELLIS_FF",
         ram_cells=("DP16KD",),
         programmers=(

@@ -19,6 +19,7 @@ from .adc.ads131m04 import ADS131M04Receiver
 from .hostlink.link import HostLink
 from .hostlink.uart import baud_divisor
 from .metrology.core import Metrology, metrology_registers
+from .metrology.profile import LoadProfile
 from .registers import Access, Field, Register, RegisterBank, RegisterMap, connect_registers
 from .rtc import RealTimeClock
 
@@ -59,6 +60,10 @@ SEAL_REGISTERS = (
 #: Phases measured: one ADS131M04 gives one phase (voltage and current channels).
 PHASES = 1
 
+#: Load-profile records kept in block RAM, a power of two: 512 half-hours (10.7 days)
+#: take 12 of the iCE40 UP5K's 30 EBRs. Boards with more block RAM pass more.
+PROFILE_CAPACITY = 512
+
 
 def meter_register_map() -> RegisterMap:
     """The meter's registers and their addresses."""
@@ -70,6 +75,7 @@ def meter_register_map() -> RegisterMap:
     register_map.add_block(0x0020, ADS131M04Receiver.REGISTERS)
     register_map.add_block(0x0100, RealTimeClock.REGISTERS)
     register_map.add_block(0x0200, metrology_registers(PHASES))
+    register_map.add_block(0x0300, LoadProfile.REGISTERS)
     return register_map
 
 
@@ -111,6 +117,8 @@ class Meter(wiring.Component):
         board the clock starts at the epoch until it is set over the link.
     frame_timeout_ms : int
         Idle time after which a partly received frame is dropped, ms.
+    profile_capacity : int
+        Load-profile records kept in block RAM, a power of two.
 
     Attributes
     ----------
@@ -134,7 +142,8 @@ class Meter(wiring.Component):
     PULSE_MS = 30
 
     def __init__(self, *, clk_freq: int, baud: int, meter_id: int = DEMO_METER_ID,
-                 build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False):
+                 build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False,
+                 profile_capacity: int = PROFILE_CAPACITY):
         if not 0 <= meter_id < 1 << 64:
             raise ValueError(f"Meter id must be an EUI-64 (64-bit), not {meter_id:#x}")
         if not 0 <= build_hash < 1 << 32:
@@ -146,6 +155,7 @@ class Meter(wiring.Component):
         self._meter_id = meter_id
         self._build_hash = build_hash
         self._frame_timeout = frame_timeout_ms * clk_freq // 1000
+        self._profile_capacity = profile_capacity
         self._register_map = meter_register_map()
         members = {
             "uart_rx": In(1, init=1),
@@ -209,6 +219,16 @@ class Meter(wiring.Component):
             adc.samples.ready.eq(metrology.samples.ready),
         ]
         connect_registers(m, bank, metrology, metrology.registers)
+
+        # The load profile records the total energy; with one phase that is phase l1's.
+        m.submodules.profile = profile = LoadProfile(capacity=self._profile_capacity)
+        m.d.comb += [
+            profile.utc_seconds.eq(rtc.seconds),
+            profile.tick_ms.eq(rtc.tick_ms),
+            profile.import_wh.eq(metrology.active_import_wh_l1.value),
+            profile.export_wh.eq(metrology.active_export_wh_l1.value),
+        ]
+        connect_registers(m, bank, profile, profile.registers)
 
         # The seal: an input synchronised like any pin, and a count of what it let through.
         seal_open = Signal()

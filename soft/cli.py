@@ -10,6 +10,7 @@ failed (synthesis, no programmer, programming); 130 interrupted.
 """
 
 import argparse
+import csv
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from pathlib import Path
 from .device import Meter, format_eui64, utc_datetime
 from .measurements import phases, read_phase
 from .errors import LinkError, MeterError
+from .profile import CSV_COLUMNS, ProfileRecord, read_profile
 from .registers import METER_REGISTERS, RegisterValue, registers_markdown
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
 
@@ -101,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
         refmeter --url /dev/ttyUSB1 write scratch 42""")
     write.add_argument("register", help="register name")
     write.add_argument("value", help="a number (0x.. for hex) or FIELD=NUMBER,FIELD=NUMBER")
+
+    profile = command("profile", "read the meter's load profile: energy per interval, oldest first", """
+        refmeter --url /dev/ttyUSB1 profile
+        refmeter --url socket://127.0.0.1:7700 profile --json
+        refmeter --url sim: profile --csv > profile.csv""")
+    profile_format = profile.add_mutually_exclusive_group()
+    profile_format.add_argument("--json", action="store_true", help="machine-readable output")
+    profile_format.add_argument("--csv", action="store_true",
+                                help="one CSV row per record, times in ISO 8601 UTC")
 
     regs = command("regs", "print the register map this host expects", """
         refmeter regs
@@ -265,6 +276,42 @@ def _cmd_write(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _profile_progress(done: int, total: int) -> None:
+    # A progress line only where someone watches it: a large ring takes minutes at 115200 baud.
+    if sys.stderr.isatty() and logger.isEnabledFor(logging.INFO):
+        print(f"\rreading the load profile: {done}/{total} records", end="\n" if done == total else "",
+              file=sys.stderr, flush=True)
+
+
+def _profile_flags(record: ProfileRecord) -> str:
+    return ",".join(flag for flag in ("power_up", "clock_set", "interval_changed")
+                    if getattr(record, flag)) or "-"
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    with _open_meter(args) as meter:
+        records = read_profile(meter, progress=_profile_progress)
+    if args.json:
+        print(json.dumps({"url": args.url, "records": [record.to_json() for record in records]},
+                         indent=2))
+        return EXIT_OK
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({name: int(value) if isinstance(value, bool) else
+                             "" if value is None else value
+                             for name, value in record.to_json().items()})
+        return EXIT_OK
+    print(f"meter at {args.url}: {len(records)} load-profile records, oldest first")
+    print(f"  {'number':>10}  {'start (UTC)':<25}  {'end (UTC)':<25}  {'+A Wh':>10}  {'-A Wh':>10}  flags")
+    for record in records:
+        start = "-" if record.start is None else record.start.isoformat()
+        print(f"  {record.number:>10}  {start:<25}  {record.end.isoformat():<25}  "
+              f"{record.active_import_wh:>10}  {record.active_export_wh:>10}  {_profile_flags(record)}")
+    return EXIT_OK
+
+
 def _cmd_regs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"fingerprint": METER_REGISTERS.fingerprint(),
@@ -388,7 +435,7 @@ def _cmd_program(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"demo": _cmd_demo, "sim": _cmd_sim, "read": _cmd_read, "write": _cmd_write,
-             "regs": _cmd_regs, "build": _cmd_build, "program": _cmd_program}
+             "regs": _cmd_regs, "profile": _cmd_profile, "build": _cmd_build, "program": _cmd_program}
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

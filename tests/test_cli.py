@@ -1,6 +1,7 @@
 """The `refmeter` command, end to end: a co-simulation served on TCP and read
 through a socket:// URL, exactly as a board is read through its serial port."""
 
+import datetime
 import json
 import os
 import signal
@@ -190,3 +191,36 @@ def test_malformed_load_file_is_refused(tmp_path, capsys):
     load.write_text(json.dumps({"voltage_rms": 230, "curent_rms": 5}))
     assert main(["sim", "--load", str(load), "--simulator", "amaranth", "--port", "0"]) == 2
     assert "curent_rms" in capsys.readouterr().err
+
+
+def test_load_profile_is_kept_by_the_meter_and_read_back(tmp_path):
+    """With the interval shortened under an open seal, the meter records aligned
+    intervals whose energy adds up to what it counted, and `refmeter profile --json`
+    returns them oldest first."""
+    require_simulator("verilator")
+    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
+                                "--current", "100", "--seal-open"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(process.stdout.readline())["url"]
+        assert refmeter("--url", url, "write", "profile_interval_s", "1").returncode == 0
+        deadline = time.monotonic() + 120
+        while True:
+            records = json.loads(refmeter("--url", url, "profile", "--json").stdout)["records"]
+            if len(records) >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        registers = json.loads(refmeter("--url", url, "read", "--json").stdout)["registers"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()
+    assert len(records) >= 4
+    full = records[1:]  # the first interval began when the interval was set
+    ends = [datetime.datetime.fromisoformat(record["end"]) for record in full]
+    assert all(later - earlier == datetime.timedelta(seconds=1) for earlier, later in zip(ends, ends[1:]))
+    # 230 V x 100 A for 1 s is 6.4 Wh: each full interval holds 6 or 7 quanta.
+    assert all(record["active_import_wh"] in (6, 7) and record["active_export_wh"] == 0
+               for record in full)
+    assert sum(record["active_import_wh"] for record in records) <= registers["active_import_wh_l1"]

@@ -1,0 +1,237 @@
+"""The load profile: energy per interval with UTC stamps, kept by the gateware.
+
+Every interval the meter writes one record into a ring of block RAM, whether or
+not a host is connected; a host reads the ring through registers at its own pace.
+
+Intervals end where the UTC seconds are a multiple of ``profile_interval_s`` (with
+the default 1800 s, at :00 and :30 of every hour). A record holds the end of its
+interval and the active energy imported and exported in it (Wh quanta: the
+difference of the metrology's running counters, modulo 2**32), with flags for
+intervals that are not one whole interval of the configured length. Records are
+numbered from 0 at power-up; record ``n`` is in slot ``n mod capacity``, so the
+ring holds records ``head - capacity`` to ``head - 1``.
+"""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
+
+from ..registers import Access, Field, Register, register_ports
+
+__all__ = ["LoadProfile", "ProfileRecord", "DEFAULT_INTERVAL_S", "INTERVAL_WIDTH",
+           "ENERGY_WIDTH", "CHECK_CYCLES"]
+
+#: Interval length after reset, s: half-hourly, as settlement uses.
+DEFAULT_INTERVAL_S = 1800
+#: Width of ``profile_interval_s``: up to 131071 s, so a daily (86400 s) profile fits.
+INTERVAL_WIDTH = 17
+#: Width of a record's energy: 2**30 Wh (1 GWh) is far more than any meter passes in
+#: the longest interval, and with 3 flags a record fits 12 bytes.
+ENERGY_WIDTH = 30
+#: Clock cycles from a change of the UTC seconds to its record (a bit-serial division).
+CHECK_CYCLES = 33
+
+
+class ProfileRecord(data.Struct):
+    """One load-profile record, as the ring stores it and ``profile_record`` shows it."""
+
+    end_seconds: 32                 #: UTC seconds at the end of the interval
+    active_import_wh: ENERGY_WIDTH  #: +A energy in the interval, Wh quanta
+    active_export_wh: ENERGY_WIDTH  #: -A energy in the interval, Wh quanta
+    power_up: 1                     #: the interval began at power-up or reset: it is partial
+    clock_set: 1                    #: the clock was set during the interval
+    interval_changed: 1             #: the interval length changed during the interval
+
+
+class LoadProfile(wiring.Component):
+    """Interval energy in a ring of block RAM, with its registers.
+
+    Parameters
+    ----------
+    capacity : int
+        Records the ring holds, a power of two. The ring is ``capacity`` words of
+        95 bits (:class:`ProfileRecord`) in a :class:`~amaranth.lib.memory.Memory`
+        with a write port and a read port of its own, so the host's reads never
+        wait on recording or change it.
+
+    Attributes
+    ----------
+    utc_seconds : Signal(32), in
+        UTC seconds (the meter's clock, :class:`~refmeter.gateware.rtc.RealTimeClock`).
+        Changes must be more than :data:`CHECK_CYCLES` cycles apart, as a clock that
+        ticks once a second is.
+    tick_ms : Signal(), in
+        The clock's millisecond strobe. The seconds advance in a cycle with it; a
+        change of ``utc_seconds`` without it is the clock being set.
+    import_wh, export_wh : Signal(32), in
+        Running active-energy quanta counters (+A, -A), Wh; they wrap at 2**32.
+
+    Besides these it has one port per register of :attr:`REGISTERS` (see
+    :func:`~refmeter.gateware.registers.register_ports`).
+
+    Behaviour: each time ``utc_seconds`` changes, the new second is checked against
+    the interval length in force at that moment. If it is a multiple of it, the
+    record of the interval ending there is written and the energy counters are
+    sampled as the start of the next interval. The seconds and counters seen in the
+    first cycle after reset are the baseline: the first interval is partial and
+    flagged ``power_up``. A new interval length applies from the next second: the
+    interval in progress ends at the first multiple of the new length and is flagged
+    ``interval_changed``. A length of 0 writes no records; the interval in progress
+    stays open (its energy is kept) until a non-zero length is set.
+
+    ``profile_record`` shows the record in the slot of ``profile_select`` (its low
+    bits) from two cycles after ``profile_select`` changes, all fields from one
+    instant. Whether that slot still holds record ``profile_select`` is the host's
+    to check against ``profile_head``: it did if, read after the record,
+    ``head - capacity <= profile_select < head``.
+    """
+
+    REGISTERS = (
+        Register.number("profile_interval_s", Access.RW, INTERVAL_WIDTH,
+                        "load-profile interval, s: intervals end where UTC seconds are a "
+                        "multiple of it; applies from the next second; 0 records nothing "
+                        "(the interval in progress stays open)",
+                        init=DEFAULT_INTERVAL_S, sealed=True),
+        Register.number("profile_capacity", Access.RO, 32,
+                        "records the load-profile ring holds"),
+        Register.number("profile_head", Access.RO, 32,
+                        "load-profile records written since power-up (wraps); the ring "
+                        "holds records head - capacity to head - 1"),
+        Register.number("profile_select", Access.RW, 32,
+                        "number of the load-profile record that profile_record shows"),
+        Register("profile_record", Access.RO, (
+            Field("end_seconds", 32, "UTC seconds at the end of the interval"),
+            Field("active_import_wh", ENERGY_WIDTH, "+A energy in the interval, Wh quanta"),
+            Field("active_export_wh", ENERGY_WIDTH, "-A energy in the interval, Wh quanta"),
+            Field("power_up", 1, "1: the interval began at power-up or reset (partial)"),
+            Field("clock_set", 1, "1: the clock was set during the interval"),
+            Field("interval_changed", 1, "1: the interval length changed during the interval"),
+        ), "the load-profile record in the slot of profile_select; it is record "
+           "profile_select if head - capacity <= profile_select < head afterwards"),
+    )
+
+    def __init__(self, *, capacity: int):
+        if not isinstance(capacity, int) or capacity < 1 or capacity & (capacity - 1):
+            raise ValueError(f"Load-profile capacity must be a power of two, not {capacity!r}")
+        if capacity > 1 << 24:
+            raise ValueError(f"Load-profile capacity of {capacity} records is more than any "
+                             f"supported FPGA's block RAM holds (at most {1 << 24})")
+        self._capacity = capacity
+        super().__init__({
+            "utc_seconds": In(32),
+            "tick_ms": In(1),
+            "import_wh": In(32),
+            "export_wh": In(32),
+            **register_ports(self.REGISTERS),
+        })
+
+    @property
+    def capacity(self) -> int:
+        """Records the ring holds."""
+        return self._capacity
+
+    @property
+    def registers(self) -> tuple[Register, ...]:
+        return self.REGISTERS
+
+    def elaborate(self, platform):
+        m = Module()
+        index_width = (self._capacity - 1).bit_length()
+
+        # The read port is asynchronous with a register after it (`profile_record`),
+        # which Yosys merges into the block RAM's read port. The register holds
+        # while a record is written, so a read never meets a write and the RAM's
+        # read-during-write behaviour does not matter. Yosys sees the enables
+        # exclude each other (without the hold it adds ~200 flip-flops to emulate
+        # read-before-write on the iCE40); `no_rw_check` says so explicitly.
+        m.submodules.ring = ring = Memory(shape=ProfileRecord, depth=self._capacity, init=[],
+                                          attrs={"no_rw_check": 1})
+        write = ring.write_port()
+        read = ring.read_port(domain="comb")
+
+        head = Signal(32)
+        started = Signal()
+        # Only the low bits of the counters make the low bits of their difference.
+        import_start = Signal(ENERGY_WIDTH)
+        export_start = Signal(ENERGY_WIDTH)
+        import_now = self.import_wh[:ENERGY_WIDTH]
+        export_now = self.export_wh[:ENERGY_WIDTH]
+        flags = Signal(data.StructLayout({"power_up": 1, "clock_set": 1, "interval_changed": 1}),
+                       init={"power_up": 1})
+
+        # The second being checked, and the interval length it is checked against.
+        seconds = Signal(32)
+        interval = Signal(INTERVAL_WIDTH, init=DEFAULT_INTERVAL_S)
+        # Restoring division, one dividend bit per cycle, most significant first.
+        # Only the remainder is kept; it is always below `interval`.
+        checking = Signal()
+        bit_index = Signal(range(32))
+        remainder = Signal(INTERVAL_WIDTH)
+        partial = Signal(INTERVAL_WIDTH + 1)
+        next_remainder = Signal(INTERVAL_WIDTH)
+        m.d.comb += partial.eq(Cat(seconds.bit_select(bit_index, 1), remainder))
+        with m.If(partial >= interval):
+            m.d.comb += next_remainder.eq(partial - interval)
+        with m.Else():
+            m.d.comb += next_remainder.eq(partial)
+
+        boundary = Signal()
+        with m.If(checking):
+            m.d.sync += [remainder.eq(next_remainder), bit_index.eq(bit_index - 1)]
+            with m.If(bit_index == 0):
+                m.d.sync += checking.eq(0)
+                m.d.comb += boundary.eq((next_remainder == 0) & (interval != 0))
+
+        # At a boundary: write the record, start the next interval.
+        m.d.comb += [
+            write.addr.eq(head[:index_width]),
+            write.en.eq(boundary),
+            write.data.end_seconds.eq(seconds),
+            write.data.active_import_wh.eq(import_now - import_start),
+            write.data.active_export_wh.eq(export_now - export_start),
+            write.data.power_up.eq(flags.power_up),
+            write.data.clock_set.eq(flags.clock_set),
+            write.data.interval_changed.eq(flags.interval_changed),
+        ]
+        with m.If(boundary):
+            m.d.sync += [
+                head.eq(head + 1),
+                import_start.eq(import_now),
+                export_start.eq(export_now),
+                flags.eq(0),
+            ]
+
+        # A new second (or the clock being set) starts a check. This comes after the
+        # boundary logic so that what happens in a boundary's cycle counts for the
+        # next interval. The first cycle after reset only takes the baseline.
+        with m.If(~started):
+            m.d.sync += [
+                started.eq(1),
+                seconds.eq(self.utc_seconds),
+                import_start.eq(import_now),
+                export_start.eq(export_now),
+            ]
+        with m.Elif(self.utc_seconds != seconds):
+            requested = self.profile_interval_s.value
+            m.d.sync += [
+                seconds.eq(self.utc_seconds),
+                interval.eq(requested),
+                remainder.eq(0),
+                bit_index.eq(31),
+                checking.eq(1),
+            ]
+            with m.If(~self.tick_ms):
+                m.d.sync += flags.clock_set.eq(1)
+            with m.If(requested != interval):
+                m.d.sync += flags.interval_changed.eq(1)
+
+        # Host side: the record in the selected slot, as it was at one clock edge.
+        m.d.comb += read.addr.eq(self.profile_select.value[:index_width])
+        with m.If(~boundary):
+            m.d.sync += self.profile_record.eq(read.data)
+        m.d.comb += [
+            self.profile_head.value.eq(head),
+            self.profile_capacity.value.eq(self._capacity),
+        ]
+        return m
