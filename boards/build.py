@@ -21,7 +21,8 @@ from typing import Callable
 from . import Board
 from .top import BoardTop
 
-__all__ = ["BuildError", "BuildReport", "build", "report_table", "tool_environment", "DESIGN_NAME"]
+__all__ = ["BuildError", "BuildReport", "build", "build_elaboratable", "report_table",
+           "tool_environment", "DESIGN_NAME"]
 
 DESIGN_NAME = "refmeter"
 
@@ -74,24 +75,31 @@ def tool_environment() -> dict[str, str]:
 def build(board: Board, build_dir: Path, *, baud: int,
           progress: Callable[[str], None] = lambda message: None) -> BuildReport:
     """Synthesise, place, route and pack the meter for ``board`` in ``build_dir``."""
+    top = BoardTop(baud=baud, resources=board.resources, profile_capacity=board.profile_capacity)
+    return build_elaboratable(board, top, build_dir, progress=progress)
+
+
+def build_elaboratable(board: Board, top, build_dir: Path, *, name: str = DESIGN_NAME,
+                       progress: Callable[[str], None] = lambda message: None) -> BuildReport:
+    """Synthesise, place, route and pack any top-level elaboratable for ``board``
+    (it requests its own pins from the platform) in ``build_dir``, and report its
+    size and speed. Files are named after ``name``."""
     environment = tool_environment()
     platform = board.platform()
-    plan = platform.prepare(BoardTop(baud=baud, resources=board.resources), name=DESIGN_NAME,
-                            nextpnr_opts=f"--report {DESIGN_NAME}.report.json")
+    plan = platform.prepare(top, name=name, nextpnr_opts=f"--report {name}.report.json")
     build_dir.mkdir(parents=True, exist_ok=True)
     plan.extract(str(build_dir))
-    for stale in (f"{DESIGN_NAME}.json", f"{DESIGN_NAME}.report.json",
-                  f"{DESIGN_NAME}.{board.bitstream_suffix}"):
+    for stale in (f"{name}.json", f"{name}.report.json", f"{name}.{board.bitstream_suffix}"):
         (build_dir / stale).unlink(missing_ok=True)
 
     # Each stage ends when its output appears; a watcher thread reports them.
-    stages = [("synthesis (yosys)", f"{DESIGN_NAME}.json"),
-              ("place and route (nextpnr)", f"{DESIGN_NAME}.report.json"),
-              ("bitstream packing", f"{DESIGN_NAME}.{board.bitstream_suffix}")]
+    stages = [("synthesis (yosys)", f"{name}.json"),
+              ("place and route (nextpnr)", f"{name}.report.json"),
+              ("bitstream packing", f"{name}.{board.bitstream_suffix}")]
     started = time.monotonic()
     log_path = build_dir / "build.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(["sh", f"build_{DESIGN_NAME}.sh"], cwd=build_dir,
+        process = subprocess.Popen(["sh", f"build_{name}.sh"], cwd=build_dir,
                                    env=environment, stdout=log, stderr=subprocess.STDOUT)
         done = threading.Event()
 
@@ -115,11 +123,11 @@ def build(board: Board, build_dir: Path, *, baud: int,
         tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-20:])
         raise BuildError(f"building for {board.title} failed (exit {code}); "
                          f"last lines of {log_path}:\n{tail}")
-    return _report(board, platform, build_dir, time.monotonic() - started)
+    return _report(board, platform, build_dir, time.monotonic() - started, name)
 
 
-def _report(board: Board, platform, build_dir: Path, seconds: float) -> BuildReport:
-    nextpnr = json.loads((build_dir / f"{DESIGN_NAME}.report.json").read_text())
+def _report(board: Board, platform, build_dir: Path, seconds: float, name: str) -> BuildReport:
+    nextpnr = json.loads((build_dir / f"{name}.report.json").read_text())
     utilisation = nextpnr["utilization"]
 
     def used(cell: str) -> int:
@@ -128,25 +136,25 @@ def _report(board: Board, platform, build_dir: Path, seconds: float) -> BuildRep
     def available(cell: str) -> int:
         return utilisation.get(cell, {}).get("available", 0)
 
-    (fmax,) = nextpnr["fmax"].values()  # the meter has one clock domain
+    (fmax,) = nextpnr["fmax"].values()  # one clock domain
     return BuildReport(
         board=board.name,
         device=platform.device,
         luts=used(board.lut_cell),
         luts_available=available(board.lut_cell),
-        flip_flops=_flip_flops(board, build_dir),
+        flip_flops=_flip_flops(board, build_dir, name),
         ram_blocks=sum(used(cell) for cell in board.ram_cells),
         ram_blocks_available=sum(available(cell) for cell in board.ram_cells),
         fmax_mhz=round(fmax["achieved"], 1),
         clock_mhz=round(fmax["constraint"], 1),
         seconds=round(seconds, 1),
-        bitstream=str(build_dir / f"{DESIGN_NAME}.{board.bitstream_suffix}"),
+        bitstream=str(build_dir / f"{name}.{board.bitstream_suffix}"),
     )
 
 
-def _flip_flops(board: Board, build_dir: Path) -> int:
+def _flip_flops(board: Board, build_dir: Path, name: str) -> int:
     """Flip-flop cells in the synthesised netlist (nextpnr folds them into LCs on iCE40)."""
-    netlist = json.loads((build_dir / f"{DESIGN_NAME}.json").read_text())
+    netlist = json.loads((build_dir / f"{name}.json").read_text())
     pattern = re.compile(re.escape(board.ff_cell) + r"\w*$")
     return sum(1 for module in netlist["modules"].values()
                for cell in module.get("cells", {}).values() if pattern.match(cell["type"]))
