@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from .calibration import calibrate_gain
 from .device import Meter, format_eui64, utc_datetime
 from .measurements import phases, read_phase
 from .errors import LinkError, MeterError
@@ -113,6 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     profile_format.add_argument("--csv", action="store_true",
                                 help="one CSV row per record, times in ISO 8601 UTC")
 
+    calibrate = command("calibrate", "one-point gain calibration against a reference load, "
+                                     "with the seal open", """
+        refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10
+        refmeter --url socket://127.0.0.1:7700 calibrate --voltage 230 --current 10 --windows 10""")
+    calibrate.add_argument("--voltage", type=float, required=True,
+                           help="the reference's RMS voltage, V (a calibrated source or meter)")
+    calibrate.add_argument("--current", type=float, required=True,
+                           help="the reference's RMS current, A, at PF 1")
+    calibrate.add_argument("--phase", default="l1", help="phase to calibrate (default l1)")
+    calibrate.add_argument("--windows", type=int, default=5,
+                           help="measurement windows to average (default 5)")
+
     regs = command("regs", "print the register map this host expects", """
         refmeter regs
         refmeter regs --markdown > docs/registers.md""")
@@ -153,6 +166,9 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
                            "voltage_harmonics, current_harmonics) instead of the flags above")
     parser.add_argument("--seal-open", action="store_true",
                         help="open the simulated meter's seal, so calibration can be written")
+    parser.add_argument("--uncalibrated", action="store_true",
+                        help="measure through a front end with the gain, offset and skew errors "
+                             "of one as built (+0.3 %% V, -0.5 %% I), to try calibration on")
 
 
 def _simulated_load(args: argparse.Namespace):
@@ -170,9 +186,12 @@ def _simulated_load(args: argparse.Namespace):
 def _start_simulation(args: argparse.Namespace) -> tuple[str, Transport]:
     """The simulator chosen and a running simulation of the load the options describe."""
     from refmeter.sim.simulators import open_simulation
+    from refmeter.sim.analog import AS_BUILT, FrontEnd
     simulator = _simulator(args.simulator)
     load = _simulated_load(args)
-    return simulator, open_simulation(simulator, load=load, seal_open=args.seal_open, progress=_say)
+    front_end = AS_BUILT if args.uncalibrated else FrontEnd()
+    return simulator, open_simulation(simulator, load=load, front_end=front_end,
+                                      seal_open=args.seal_open, progress=_say)
 
 
 def _board_option(parser: argparse.ArgumentParser) -> None:
@@ -312,6 +331,18 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    with _open_meter(args) as meter:
+        _say(f"measuring {args.windows} windows of the reference load ...")
+        result = calibrate_gain(meter, voltage_v=args.voltage, current_a=args.current,
+                                phase=args.phase, windows=args.windows)
+    print(f"phase {result.phase}: measured {result.measured_voltage_v:.4f} V, "
+          f"{result.measured_current_a:.5f} A; reference {args.voltage:g} V, {args.current:g} A")
+    for name, (old, new) in result.registers.items():
+        print(f"  {name:<22} {old:>20} -> {new}")
+    return EXIT_OK
+
+
 def _cmd_regs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"fingerprint": METER_REGISTERS.fingerprint(),
@@ -435,7 +466,7 @@ def _cmd_program(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"demo": _cmd_demo, "sim": _cmd_sim, "read": _cmd_read, "write": _cmd_write,
-             "regs": _cmd_regs, "profile": _cmd_profile, "build": _cmd_build, "program": _cmd_program}
+             "regs": _cmd_regs, "profile": _cmd_profile, "calibrate": _cmd_calibrate, "build": _cmd_build, "program": _cmd_program}
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

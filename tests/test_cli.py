@@ -124,7 +124,8 @@ def test_refusal_is_exit_1_and_bad_names_exit_2(capsys):
     assert main(["--url", "sim:amaranth", "write", "scratch", "twelve"]) == 2
 
 
-@pytest.mark.parametrize("command", ["demo", "sim", "read", "write", "regs", "build", "program"])
+@pytest.mark.parametrize("command", ["demo", "sim", "read", "write", "regs", "profile", "calibrate",
+                                     "build", "program"])
 def test_every_command_has_help_with_examples(command):
     """Each subcommand's --help shows at least one example invocation."""
     result = refmeter(command, "--help")
@@ -224,3 +225,33 @@ def test_load_profile_is_kept_by_the_meter_and_read_back(tmp_path):
     assert all(record["active_import_wh"] in (6, 7) and record["active_export_wh"] == 0
                for record in full)
     assert sum(record["active_import_wh"] for record in records) <= registers["active_import_wh_l1"]
+
+
+def test_calibrate_command_corrects_an_uncalibrated_meter():
+    """`refmeter calibrate` on a meter measuring through an as-built front end makes
+    it read the reference within 0.02 %, and the seal counts the writes."""
+    require_simulator("verilator")
+    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
+                                "--current", "10", "--uncalibrated", "--seal-open"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(process.stdout.readline())["url"]
+        result = refmeter("--url", url, "calibrate", "--voltage", "230", "--current", "10",
+                          "--windows", "2")
+        assert result.returncode == 0, result.stderr
+        assert "voltage_scale_l1" in result.stdout
+        before = json.loads(refmeter("--url", url, "read", "--json").stdout)["registers"]["windows_completed"]
+        while True:
+            reading = json.loads(refmeter("--url", url, "read", "--json").stdout)
+            if reading["registers"]["windows_completed"] >= before + 2:
+                break
+            time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()
+    phase = reading["measurements"]["l1"]
+    assert phase["voltage_rms_v"] == pytest.approx(230, rel=2e-4)
+    assert phase["current_rms_a"] == pytest.approx(10, rel=2e-4)
+    assert reading["registers"]["seal_status"]["calibration_writes"] == 4
