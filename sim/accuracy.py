@@ -21,7 +21,7 @@ from .metrology import PhaseCalibration, PhaseModel
 
 __all__ = ["MeterUnderTest", "JOULES_PER_WH", "nominal_calibration"]
 
-JOULES_PER_WH = 3600.0
+JOULES_PER_WH = spec.JOULES_PER_WH
 
 #: Seconds of signal before measuring: DC removal settles to e**-10.
 SETTLE_S = 10 * (1 << spec.DC_SHIFT) / 8000

@@ -13,10 +13,7 @@ import numpy as np
 
 from refmeter.gateware.metrology import spec
 
-__all__ = ["PhaseCalibration", "PhaseModel", "WINDOW_FIELDS"]
-
-#: Columns of the window array :meth:`PhaseModel.run` returns.
-WINDOW_FIELDS = ("active", "voltage_squared", "current_squared")
+__all__ = ["PhaseCalibration", "PhaseModel"]
 
 # Indices into the state vector shared with the compiled kernel.
 (_DC_V, _DC_I, _V_DELAYED, _I_PREVIOUS, _I_COMPENSATED, _SUM_P, _SUM_V, _SUM_I, _COUNT,

@@ -10,7 +10,7 @@ consistent (docs/metrology.md, "From registers to units").
 import time
 from dataclasses import dataclass
 
-from refmeter.gateware.metrology.spec import SAMPLE_RATE_HZ
+from refmeter.gateware.metrology.spec import JOULES_PER_WH, SAMPLE_RATE_HZ
 
 from .device import Meter
 from .errors import MeterError
@@ -18,7 +18,6 @@ from .measurements import PhaseMeasurements, read_phase
 
 __all__ = ["GainCalibration", "calibrate_gain", "wait_for_windows", "NOLOAD_WATTS"]
 
-JOULES_PER_WH = 3600
 #: Creep limit written with every calibration: below 0.001 In at PF 0.25 (0.575 W at
 #: 230 V, 10 A), far above the noise of a window at no load (mW).
 NOLOAD_WATTS = 0.25

@@ -15,7 +15,7 @@ from refmeter.gateware.hostlink.protocol import (
 from .errors import NoReply, RequestRefused
 from .transport import Transport
 
-__all__ = ["Response", "MeterLink", "encode_request", "encode_response", "crc16"]
+__all__ = ["Response", "MeterLink", "encode_request", "crc16"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ def encode_request(command: Command | int, address: int, payload: bytes = b"") -
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"Payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit")
     return _frame(bytes([len(payload), int(command)]) + address.to_bytes(2, "big") + payload)
-
-
-def encode_response(command: int, status: Status, address: int, payload: bytes = b"") -> bytes:
-    """A response frame, as the meter sends it (for models and tests)."""
-    return _frame(bytes([len(payload), command, status]) + address.to_bytes(2, "big")
-                  + payload)
 
 
 @dataclass(frozen=True)

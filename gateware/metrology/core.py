@@ -12,12 +12,11 @@ __all__ = ["Metrology", "PHASE_NAMES", "metrology_registers"]
 
 PHASE_NAMES = ("l1", "l2", "l3")
 
-_JOULES_PER_WH = 3600
 #: Calibration of the nominal front end, so an uncalibrated meter reads roughly right.
 _VOLTAGE_SCALE_PV = round(spec.VOLTAGE_FULL_SCALE_V / spec.SAMPLE_MAX * 1e12)
 _CURRENT_SCALE_PA = round(spec.CURRENT_FULL_SCALE_A / spec.SAMPLE_MAX * 1e12)
 _WATTS_PER_RAW = _VOLTAGE_SCALE_PV * _CURRENT_SCALE_PA * 1e-24
-_NOMINAL_QUANTUM = round(_JOULES_PER_WH * spec.SAMPLE_RATE_HZ / _WATTS_PER_RAW)
+_NOMINAL_QUANTUM = round(spec.JOULES_PER_WH * spec.SAMPLE_RATE_HZ / _WATTS_PER_RAW)
 #: No-load threshold: 0.25 W over a 1 s window.
 _NOMINAL_NOLOAD = round(0.25 * spec.SAMPLE_RATE_HZ / _WATTS_PER_RAW)
 

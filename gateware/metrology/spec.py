@@ -55,6 +55,9 @@ SAMPLE_MAX = (1 << (SAMPLE_WIDTH - 1)) - 1
 SAMPLE_MIN = -SAMPLE_MAX  # symmetric, so a product never exceeds 2**46
 
 
+#: Energy of one watt-hour, J.
+JOULES_PER_WH = 3600
+
 # Nominal front end: the scales calibration starts from. A board's dividers and
 # current sensors set the real ones; the simulated front end uses these.
 #: Sample sets per second: ADS131M0x at OSR 512 with an 8.192 MHz CLKIN.
