@@ -4,9 +4,9 @@ A :class:`MeterUnderTest` is a front end (with its gain, offset and skew errors)
 plus the model of the phase metrology. :meth:`MeterUnderTest.calibrate` does what
 a factory one-point calibration does: it measures the energy at the reference
 current with PF 1 (gain) and PF 0.5 (phase) against the analytic reference, and
-sets the energy quantum and phase coefficient. :meth:`MeterUnderTest.energy_error`
-then measures any load over consecutive intervals and returns the relative error
-of each, after letting DC removal settle.
+sets the energy quantum and phase coefficient. :meth:`MeterUnderTest.measure`
+then measures any load over consecutive intervals (whole fundamental windows, so
+that the reactive energy of each is complete), after letting DC removal settle.
 """
 
 import math
@@ -16,15 +16,18 @@ import numpy as np
 
 from refmeter.gateware.metrology import spec
 
-from .analog import FrontEnd, Load, reference_energy
+from .analog import FrontEnd, Load, reference_energy, reference_reactive_power
 from .metrology import PhaseCalibration, PhaseModel
 
-__all__ = ["MeterUnderTest", "JOULES_PER_WH", "nominal_calibration"]
+__all__ = ["MeterUnderTest", "Reading", "JOULES_PER_WH", "nominal_calibration"]
 
 JOULES_PER_WH = spec.JOULES_PER_WH
 
-#: Seconds of signal before measuring: DC removal settles to e**-10.
-SETTLE_S = 10 * (1 << spec.DC_SHIFT) / 8000
+#: Sample sets before measuring: DC removal settles to e**-10 (a whole number of
+#: fundamental windows).
+SETTLE_SAMPLES = 10 << spec.DC_SHIFT
+#: Sample sets per fundamental window.
+FUNDAMENTAL_WINDOW = 1 << spec.FUNDAMENTAL_WINDOW_LOG2
 #: Samples generated at a time.
 CHUNK = 1 << 20
 
@@ -34,6 +37,25 @@ def nominal_calibration(front_end: FrontEnd) -> PhaseCalibration:
     return PhaseCalibration(energy_quantum=round(
         JOULES_PER_WH * front_end.sample_rate_hz * spec.SAMPLE_MAX ** 2
         / (front_end.voltage_full_scale * front_end.current_full_scale)))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the meter registered over one interval and what it should have, J
+    (reactive: var s)."""
+
+    active: float
+    active_reference: float
+    reactive: float
+    reactive_reference: float
+
+    @property
+    def active_error(self) -> float:
+        return self.active / self.active_reference - 1
+
+    @property
+    def reactive_error(self) -> float:
+        return self.reactive / self.reactive_reference - 1
 
 
 @dataclass
@@ -48,40 +70,45 @@ class MeterUnderTest:
     def sample_rate(self) -> float:
         return self.front_end.sample_rate_hz
 
-    def _model(self) -> PhaseModel:
+    def _model(self, load: Load) -> PhaseModel:
         calibration = self.calibration
         watts_per_raw_window = (JOULES_PER_WH / calibration.energy_quantum
                                 * self.sample_rate / max(calibration.window_samples, 1))
         threshold = min(round(self.noload_watts / watts_per_raw_window), (1 << spec.QUANTUM_WIDTH) - 1)
-        return PhaseModel(replace(calibration, noload_threshold=threshold))
+        # The line monitor's measurement of the frequency, against the sample clock.
+        return PhaseModel(replace(calibration, noload_threshold=threshold),
+                          nco_step=spec.nco_step(load.frequency_hz, self.sample_rate))
 
     def measure(self, load: Load, *, interval_s: float, intervals: int,
-                rng: np.random.Generator) -> list[tuple[float, float]]:
-        """(metered, reference) energy in J for consecutive intervals of one run."""
-        model = self._model()
+                rng: np.random.Generator) -> list[Reading]:
+        """The readings of consecutive intervals of one run, each ``interval_s``
+        rounded to whole fundamental windows."""
+        model = self._model(load)
         sample_period = 1 / self.sample_rate
         time_s = rng.uniform(0, 1 / load.frequency_hz)  # random start phase
-        settle = round(SETTLE_S * self.sample_rate)
-        model.run(*self.front_end.sample(load, settle, rng, time_s))
-        time_s += settle * sample_period
-        count = round(interval_s * self.sample_rate)
-        results = []
+        model.run(*self.front_end.sample(load, SETTLE_SAMPLES, rng, time_s))
+        time_s += SETTLE_SAMPLES * sample_period
+        count = max(1, round(interval_s * self.sample_rate / FUNDAMENTAL_WINDOW)) * FUNDAMENTAL_WINDOW
+        joules_per_raw = JOULES_PER_WH / self.calibration.energy_quantum
+        readings = []
         for _ in range(intervals):
-            before = model.net_energy
+            active, reactive = model.net_energy, model.net_reactive_energy
             for offset in range(0, count, CHUNK):  # bounded memory for long intervals
                 model.run(*self.front_end.sample(load, min(CHUNK, count - offset), rng,
                                                  time_s + offset * sample_period))
-            metered = (model.net_energy - before) / self.calibration.energy_quantum * JOULES_PER_WH
-            # The voltage and current reach the product one sample late.
-            reference = reference_energy(load, time_s - sample_period, count * sample_period)
-            results.append((metered, reference))
+            readings.append(Reading(
+                active=(model.net_energy - active) * joules_per_raw,
+                # The voltage and current reach the product one sample late.
+                active_reference=reference_energy(load, time_s - sample_period, count * sample_period),
+                reactive=(model.net_reactive_energy - reactive) * joules_per_raw,
+                reactive_reference=reference_reactive_power(load) * count * sample_period))
             time_s += count * sample_period
-        return results
+        return readings
 
     def energy_error(self, load: Load, *, interval_s: float, intervals: int,
                      rng: np.random.Generator) -> np.ndarray:
-        """Relative error of each interval's energy."""
-        return np.array([metered / reference - 1 for metered, reference
+        """Relative error of each interval's active energy."""
+        return np.array([reading.active_error for reading
                          in self.measure(load, interval_s=interval_s, intervals=intervals, rng=rng)])
 
     def calibrate(self, reference_load: Load, rng: np.random.Generator, *,
@@ -94,8 +121,8 @@ class MeterUnderTest:
         self._calibrate_gain(unity, rng, interval_s)
 
     def _ratio(self, load: Load, rng: np.random.Generator, interval_s: float) -> float:
-        (metered, reference), = self.measure(load, interval_s=interval_s, intervals=1, rng=rng)
-        return metered / reference
+        reading, = self.measure(load, interval_s=interval_s, intervals=1, rng=rng)
+        return reading.active / reading.active_reference
 
     def _calibrate_gain(self, load: Load, rng: np.random.Generator, interval_s: float) -> None:
         """The quantum becomes the raw energy of one Wh."""

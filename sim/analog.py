@@ -17,7 +17,7 @@ import numpy as np
 
 from refmeter.gateware.metrology import spec
 
-__all__ = ["Harmonic", "Load", "FrontEnd", "AS_BUILT", "reference_energy"]
+__all__ = ["Harmonic", "Load", "FrontEnd", "AS_BUILT", "reference_energy", "reference_reactive_power"]
 
 @dataclass(frozen=True)
 class Harmonic:
@@ -101,6 +101,15 @@ def reference_energy(load: Load, start_s: float, duration_s: float) -> float:
                     w = order * omega
                     total += a * b / 2 * (math.sin(w * end_s + angle) - math.sin(w * start_s + angle)) / w
     return total
+
+
+def reference_reactive_power(load: Load) -> float:
+    """Fundamental reactive power Q1 (IEEE 1459), var: V1 I1 sin of the angle by
+    which the current's fundamental lags the voltage's."""
+    (_, v1, voltage_phase), (_, i1, current_phase) = (
+        next(component for component in components if component[0] == 1)
+        for components in load.components())
+    return v1 * i1 / 2 * math.sin(voltage_phase - current_phase)
 
 
 @dataclass(frozen=True)

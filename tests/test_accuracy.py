@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest, nominal_calibration
-from refmeter.sim.analog import AS_BUILT, Harmonic, Load, reference_energy
+from refmeter.sim.analog import AS_BUILT, Harmonic, Load, reference_energy, reference_reactive_power
 from refmeter.sim.metrology import PhaseCalibration, PhaseModel
 
 UN, IN = 230.0, 10.0
@@ -51,14 +51,39 @@ def test_active_energy_within_goal(meter, load, goal):
     assert np.abs(errors).max() <= goal, errors
 
 
+def test_reference_reactive_power_is_v1_i1_sin_phi():
+    """Q1 = V1 I1 sin(phi1): harmonics do not count, lagging current is positive."""
+    harmonics = (Harmonic(5, 0.1, 20),), (Harmonic(5, 0.4, -70), Harmonic(3, 0.2))
+    assert reference_reactive_power(Load(230.0, 7.0, 30.0, 50.0, *harmonics)) == pytest.approx(805.0)
+    assert reference_reactive_power(Load(230.0, 7.0, -90.0)) == pytest.approx(-1610.0)
+
+
+@pytest.mark.parametrize("load", [
+    Load(UN, IN, 90.0),
+    Load(UN, IN, 30.0),
+    Load(UN, IN, -30.0),
+    Load(UN, 10 * IN, 150.0),
+    Load(UN, 0.01 * IN, 90.0, 51.0),
+    Load(UN, IN, 60.0, 45.0, (Harmonic(5, 0.1),), (Harmonic(5, 0.4, 40),)),
+], ids=["In sin1 ind", "In sin0.5 ind", "In sin0.5 cap", "Imax exporting", "0.01In 51Hz",
+        "45Hz 5th harmonics"])
+def test_fundamental_reactive_energy_within_goal(meter, load):
+    """Q1 energy over 10 s is within 0.1 % of V1 I1 sin(phi1) t, harmonics and frequency
+    notwithstanding."""
+    readings = meter.measure(load, interval_s=10.0, intervals=2, rng=np.random.default_rng(6))
+    errors = [reading.reactive_error for reading in readings]
+    assert np.abs(errors).max() <= 0.001, errors
+
+
 def test_no_load_counts_no_pulse_and_starting_current_does(meter):
     """IEC 62053-21 no-load (115 % Un, 26 min) gives no quantum; 0.001 In (39 min) at least one."""
-    (idle, _), = meter.measure(Load(1.15 * UN, 0.0), interval_s=26.1 * 60, intervals=1,
-                               rng=np.random.default_rng(2))
-    assert idle == 0.0
-    (starting, reference), = meter.measure(Load(UN, 0.001 * IN), interval_s=39.2 * 60, intervals=1,
-                                           rng=np.random.default_rng(3))
-    assert starting >= JOULES_PER_WH and starting == pytest.approx(reference, rel=0.001)
+    idle, = meter.measure(Load(1.15 * UN, 0.0), interval_s=26.1 * 60, intervals=1,
+                          rng=np.random.default_rng(2))
+    assert idle.active == 0.0 and idle.reactive == 0.0
+    starting, = meter.measure(Load(UN, 0.001 * IN), interval_s=39.2 * 60, intervals=1,
+                              rng=np.random.default_rng(3))
+    assert starting.active >= JOULES_PER_WH
+    assert starting.active == pytest.approx(starting.active_reference, rel=0.001)
 
 
 def test_energy_quanta_lose_no_fraction():

@@ -45,8 +45,11 @@ def test_meter_top_over_uart(tmp_path, verilator_environment):
 
 
 def test_phase_metrology_equals_model(tmp_path, verilator_environment):
-    """Thousands of random sample sets through the Verilog give the model's windows and energy."""
-    assert run_bench(PhaseMetrology(), toplevel="phase", module="phase_metrology",
-                     work_dir=tmp_path, environment={
+    """Thousands of random sample sets through the Verilog give the model's windows,
+    reactive windows and energy."""
+    log2 = 8
+    assert run_bench(PhaseMetrology(fundamental_window_log2=log2), toplevel="phase",
+                     module="phase_metrology", work_dir=tmp_path, environment={
                          "REFMETER_SEED": "2", "REFMETER_SAMPLES": "12000",
+                         "REFMETER_FUNDAMENTAL_LOG2": str(log2),
                      }) == (1, 0)

@@ -32,12 +32,19 @@ def _stimulus(rng: random.Random, count: int) -> tuple[list[int], list[int]]:
     return voltage, current
 
 
-def _run_gateware(calibration: PhaseCalibration, voltage: list[int], current: list[int]):
-    dut = PhaseMetrology()
+#: Short fundamental windows, so that a short stimulus ends several.
+FUNDAMENTAL_WINDOW_LOG2 = 4
+
+
+def _run_gateware(calibration: PhaseCalibration, voltage: list[int], current: list[int],
+                  nco_step: int = spec.nco_step(50)):
+    dut = PhaseMetrology(fundamental_window_log2=FUNDAMENTAL_WINDOW_LOG2)
     windows = []
+    reactive_windows = []
     final = {}
 
     async def feed(ctx):
+        ctx.set(dut.nco_step, nco_step)
         ctx.set(dut.phase_coefficient, calibration.phase_coefficient)
         ctx.set(dut.energy_quantum, calibration.energy_quantum)
         ctx.set(dut.noload_threshold, calibration.noload_threshold)
@@ -50,21 +57,38 @@ def _run_gateware(calibration: PhaseCalibration, voltage: list[int], current: li
         await ctx.tick().until(dut.sample.ready)
         await ctx.tick()
         final.update(imported=ctx.get(dut.import_quanta), exported=ctx.get(dut.export_quanta),
-                     fraction=ctx.get(dut.energy_fraction))
+                     fraction=ctx.get(dut.energy_fraction),
+                     reactive_quanta=tuple(ctx.get(dut.reactive_quanta)),
+                     reactive_fraction=ctx.get(dut.reactive_fraction))
 
     async def monitor(ctx):
-        async for _, _, done, active, voltage_sq, current_sq in ctx.tick().sample(
+        async for _, _, done, active, voltage_sq, current_sq, fundamental_done, q in ctx.tick().sample(
                 dut.window_done, dut.window.active, dut.window.voltage_squared,
-                dut.window.current_squared):
+                dut.window.current_squared, dut.fundamental_done, dut.window_reactive):
             if done:
                 windows.append((active, voltage_sq, current_sq))
+            if fundamental_done:
+                reactive_windows.append(q)
 
     run_simulation(dut, feed, background=[monitor])
-    return windows, final
+    return windows, reactive_windows, final
 
 
-# Seeds whose stimulus counts quanta (5, 9 and 11 draw a load too small for their quantum).
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 7, 8])
+def _run_model(calibration: PhaseCalibration, voltage: list[int], current: list[int],
+               nco_step: int = spec.nco_step(50)):
+    """The model's windows, reactive windows and final state, as _run_gateware gives them."""
+    model = PhaseModel(calibration, fundamental_window_log2=FUNDAMENTAL_WINDOW_LOG2,
+                       nco_step=nco_step)
+    windows = [tuple(int(x) for x in row[:3]) for row in model.run(np.array(voltage), np.array(current))]
+    final = {"imported": model.import_quanta, "exported": model.export_quanta,
+             "fraction": model.energy_fraction, "reactive_quanta": model.reactive_quanta,
+             "reactive_fraction": model.reactive_fraction}
+    return windows, [q for q, _ in model.reactive_windows], final
+
+
+# Seeds whose stimulus counts active and reactive quanta, between them in all four
+# quadrants, with and without a no-load threshold, at and far from the line frequency.
+@pytest.mark.parametrize("seed", [0, 2, 8, 15])
 def test_gateware_equals_model(seed):
     """On random stimuli and calibration, every window sum and the energy state match."""
     rng = random.Random(seed)
@@ -74,15 +98,18 @@ def test_gateware_equals_model(seed):
         phase_coefficient=rng.randrange(-(1 << 16), 1 << 16),
         window_samples=rng.choice([1, 5, 13]))
     voltage, current = _stimulus(rng, 160)
+    # Near the stimulus' sinusoids (0.04 rad per sample set), anywhere else at times.
+    nco_step = rng.choice([round(0.04 / (2 * np.pi) * (1 << spec.NCO_WIDTH)) + rng.randrange(-9999, 9999),
+                           rng.randrange(1 << spec.NCO_WIDTH)])
 
-    windows, final = _run_gateware(calibration, voltage, current)
-    model = PhaseModel(calibration)
-    expected = model.run(np.array(voltage), np.array(current))
+    gateware = _run_gateware(calibration, voltage, current, nco_step)
+    model = _run_model(calibration, voltage, current, nco_step)
 
-    assert windows == [tuple(int(x) for x in row[:3]) for row in expected]
-    assert final == {"imported": model.import_quanta, "exported": model.export_quanta,
-                     "fraction": model.energy_fraction}
-    assert model.import_quanta + model.export_quanta > 0, "the stimulus should count quanta"
+    assert gateware == model
+    _, reactive_windows, final = model
+    assert len(reactive_windows) == 160 >> FUNDAMENTAL_WINDOW_LOG2
+    assert final["imported"] + final["exported"] > 0, "the stimulus should count quanta"
+    assert sum(final["reactive_quanta"]) > 0, "the stimulus should count reactive quanta"
 
 
 #: Calibrations at the ends of their ranges: phase coefficients of -1 and nearly +1
@@ -106,15 +133,9 @@ EXTREME_CALIBRATIONS = {
 def test_gateware_equals_model_at_calibration_extremes(name):
     """The windows and the energy state match at the ends of the calibration ranges."""
     calibration = EXTREME_CALIBRATIONS[name]
-    voltage, current = _stimulus(random.Random(name), 100)
+    voltage, current = _stimulus(random.Random(name), 64)
 
-    windows, final = _run_gateware(calibration, voltage, current)
-    model = PhaseModel(calibration)
-    expected = model.run(np.array(voltage), np.array(current))
-
-    assert windows == [tuple(int(x) for x in row[:3]) for row in expected]
-    assert final == {"imported": model.import_quanta, "exported": model.export_quanta,
-                     "fraction": model.energy_fraction}
+    assert _run_gateware(calibration, voltage, current) == _run_model(calibration, voltage, current)
 
 
 def test_energy_reaching_exactly_one_quantum_counts_it():
@@ -132,7 +153,7 @@ def test_energy_reaching_exactly_one_quantum_counts_it():
     calibration = PhaseCalibration(energy_quantum=quantum, window_samples=1)
     voltage, current = voltage[:last + 1], current[:last + 1]
 
-    _, final = _run_gateware(calibration, voltage, current)
+    _, _, final = _run_gateware(calibration, voltage, current)
     assert (final["imported"], final["exported"], final["fraction"]) == (1, 0, 0)
     model = PhaseModel(calibration)
     model.run(np.array(voltage), np.array(current))

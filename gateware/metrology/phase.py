@@ -14,6 +14,7 @@ The datapath, its microinstruction, a small assembler and the microprogram are a
 in this file; ``_PROGRAM.listing()`` prints the assembled microcode.
 """
 
+import functools
 from dataclasses import dataclass, field, replace
 
 from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed
@@ -70,7 +71,7 @@ class _Operand(enum.Enum, shape=2):
     ZERO = 3
 
 
-class _Source(enum.Enum, shape=4):
+class _Source(enum.Enum, shape=5):
     """What the adder's B input takes."""
     ZERO = 0
     SIGN = 1             # the last B word's sign in every bit (gate and invert ignored)
@@ -88,6 +89,13 @@ class _Source(enum.Enum, shape=4):
     COEFFICIENT_1 = 13
     WINDOW = 14          # window_samples
     SAMPLE_MAX_HIGH = 15  # 0x007F, the high word of spec.SAMPLE_MAX
+    NCO_STEP_0 = 16      # nco_step, word 0 ...
+    NCO_STEP_1 = 17
+    COS_LOW = 18         # the reference's cosine << 8, word 0 (a multiplier from bit 24 down)
+    COS_HIGH = 19
+    SIN_LOW = 20         # ... and its sine
+    SIN_HIGH = 21
+    FUNDAMENTAL_STEP = 22  # 2**(15 - log2): the fundamental window count's increment
 
 
 class _Gate(enum.Enum, shape=2):
@@ -95,6 +103,7 @@ class _Gate(enum.Enum, shape=2):
     NONE = 0
     MULTIPLIER = 1       # the multiplier bit of this multiplication step
     RUNNING = 2          # the energy gate (open unless the last window had no load)
+    REACTIVE = 3         # open at a fundamental window's end with |q| >= noload_threshold
 
 
 class _Carry(enum.Enum, shape=2):
@@ -104,23 +113,25 @@ class _Carry(enum.Enum, shape=2):
     CHAIN = 2
 
 
-class _Flag(enum.Enum, shape=2):
+class _Flag(enum.Enum, shape=3):
     """The flag that takes the result's sign bit."""
     NONE = 0
     FIRST = 1
     SECOND = 2
     WINDOW_END = 3
+    FUNDAMENTAL_END = 4
 
 
-class _Condition(enum.Enum, shape=2):
+class _Condition(enum.Enum, shape=3):
     """When the scratchpad write and the destination take effect."""
     ALWAYS = 0
     FIRST = 1
     SECOND_NOT_FIRST = 2
     WINDOW_END = 3
+    FUNDAMENTAL_END = 4
 
 
-class _Destination(enum.Enum, shape=3):
+class _Destination(enum.Enum, shape=4):
     """The register an instruction updates besides the scratchpad."""
     NONE = 0
     QUEUE = 1            # the queue shifts down a word; the result enters at the top
@@ -129,6 +140,11 @@ class _Destination(enum.Enum, shape=3):
     WINDOW_DONE = 4
     RUNNING = 5          # the energy gate becomes FIRST | SECOND
     MULTIPLIER_BIT = 6   # bit 8 of the A word (bit 24 of a two-word multiplier)
+    TABLE_INDEX = 7      # the reference's table index: the top 10 bits of the result
+    REACTIVE_FRACTION = 8  # publish the reactive fraction (queue words 1..3, result), count quanta
+    REACTIVE_WINDOW = 9  # publish q (queue words 1..3, result) and pulse fundamental_done
+    REACTIVE_GATE = 10   # the reactive gate becomes (FIRST | SECOND) at a fundamental window's end
+    DIRECTION = 11       # importing becomes: the result is not negative
 
 
 class _Control(enum.Enum, shape=3):
@@ -137,10 +153,12 @@ class _Control(enum.Enum, shape=3):
     LOOP = 2             # if the loop counter is not zero, decrement it and go to target
     SET_LOOP = 3         # loop counter = target
     JUMP = 4
+    LOOP_INDEXED = 5     # LOOP, writing to word `write` + the loop counter (a loop of one
+                         # instruction clears loop counter + 1 words)
 
 
-_ADDRESS = 6             # scratchpad address, bits
-_PROGRAM_DEPTH = 256
+_ADDRESS = 7             # scratchpad address, bits
+_PROGRAM_DEPTH = 512
 _Microword = data.StructLayout({
     "read_a": _ADDRESS,  # scratchpad words read for the *next* instruction
     "read_b": _ADDRESS,
@@ -154,7 +172,7 @@ _Microword = data.StructLayout({
     "condition": _Condition,
     "destination": _Destination,
     "control": _Control,
-    "target": 8,
+    "target": 9,
 })
 
 
@@ -174,7 +192,7 @@ class _Instruction:
     condition: _Condition = _Condition.ALWAYS
     destination: _Destination = _Destination.NONE
     control: _Control = _Control.NEXT
-    target: int | str = 0        # a number, or a label for LOOP and JUMP
+    target: int | str = 0        # a number, or a label for LOOP(_INDEXED) and JUMP
 
     def __str__(self) -> str:
         a = {_Operand.ZERO: "0", _Operand.PASS: f"[{self.read_a}]",
@@ -219,7 +237,7 @@ class _Program:
         # differ, a no-operation after the loop takes the reads of the one after it.
         index = 0
         while index < len(code):
-            if code[index].control is _Control.LOOP and index + 1 < len(code):
+            if code[index].control in _LOOPS and index + 1 < len(code):
                 target, after = code[labels[code[index].target]], code[index + 1]
                 if not (_compatible(target.read_a, after.read_a)
                         and _compatible(target.read_b, after.read_b)):
@@ -260,6 +278,9 @@ class _Program:
         return "\n".join(f"{index:3}  {instruction}" for index, instruction in enumerate(self.code))
 
 
+_LOOPS = (_Control.LOOP, _Control.LOOP_INDEXED)
+
+
 def _compatible(a, b) -> bool:
     return a is None or b is None or a == b
 
@@ -269,7 +290,7 @@ def _successors(code, index) -> list[int]:
     successors = []
     if instruction.control is not _Control.JUMP:
         successors.append(index + 1)
-    if instruction.control in (_Control.LOOP, _Control.JUMP):
+    if instruction.control in (*_LOOPS, _Control.JUMP):
         successors.append(instruction.target)
     if instruction.control is _Control.WAIT:
         successors.append(index)
@@ -285,7 +306,7 @@ def _cycles_per_sample_set(code) -> int:
         cycles += 1
         if instruction.control is _Control.SET_LOOP:
             loops = instruction.target
-        if instruction.control is _Control.LOOP and loops:
+        if instruction.control in _LOOPS and loops:
             loops -= 1
             pc = instruction.target
         elif instruction.control is _Control.JUMP:
@@ -318,7 +339,7 @@ def _chain(k: int, first: _Carry = _Carry.ZERO) -> _Carry:
     return first if k == 0 else _Carry.CHAIN
 
 
-def _build_program() -> _Program:
+def _build_program(fundamental_window_log2: int) -> _Program:
     ram = _Scratchpad()
     # The phase's state, cleared after reset like the registers it replaces.
     dc_voltage = ram.words(3, state=True)          # dc << 2: dc >> 14 is words 1..2
@@ -331,6 +352,11 @@ def _build_program() -> _Program:
     sum_current = ram.words(_LONG, state=True)
     (count,) = ram.words(1, state=True)
     energy = ram.words(_LONG, state=True)          # E, the energy fraction
+    theta = ram.words(2, state=True)               # the reference's phase
+    demodulated = {name: ram.words(_LONG, state=True) for name in ("Vc", "Vs", "Ic", "Is")}
+    sum_fundamental_active = ram.words(_LONG, state=True)  # Pf
+    (fundamental_count,) = ram.words(1, state=True)  # FUNDAMENTAL_STEP per set; bit 15 ends a window
+    reactive = ram.words(_LONG, state=True)        # R, the reactive energy fraction
     # Scratch, valid within a sample set.
     voltage = ram.words(2)            # v_ac (ac before saturation)
     current = ram.words(2)            # i_ac
@@ -338,16 +364,30 @@ def _build_program() -> _Program:
     current_step = ram.words(2)
     multiplier = ram.words(2)         # shifted left a bit per multiplication step
     product = ram.words(4)
+    product_current = ram.words(3)
+    cross = ram.words(5)              # (Vc >> 32) * Is, then the cross product
+    cross_other = ram.words(5)        # (Vs >> 32) * Ic
     below = ram.words(_LONG)          # ~value + bound = bound - value - 1
     above = ram.words(_LONG)          # value + bound
 
     program = _Program()
     op = program.op
+
+    def clear(words, **fields):
+        """Zero ``words`` (consecutive) in a loop; the instruction before sets it up."""
+        assert words == list(range(words[0], words[0] + len(words)))
+        assert program.instructions[-1].control is _Control.NEXT
+        program.instructions[-1] = replace(program.instructions[-1], control=_Control.SET_LOOP,
+                                           target=len(words) - 1)
+        label = f"clear {words[0]}"
+        program.label(label)
+        op(write=words[0], control=_Control.LOOP_INDEXED, target=label, **fields)
+
     # Word 0 is all zeros: what the ROM's output register holds at power-up and while
     # in reset, so it is the first instruction executed either way.
     op()
-    for word in ram.state:
-        op(write=word)
+    op()
+    clear(ram.state)
     program.label("wait")
     op(control=_Control.WAIT)
 
@@ -384,29 +424,45 @@ def _build_program() -> _Program:
     saturate(voltage)
     saturate(current)
 
-    def multiply(name, multiplicand, product_words, steps):
-        """product = multiplicand * multiplier, taking ``steps`` bits of the multiplier
-        from its bit 24 down, MSB first: product = 2 * product + bit * multiplicand,
-        the first (sign) bit subtracting. ``multiplicand(k)`` gives the B operand of
-        product word ``k``."""
+    def multiply(name, terms, steps):
+        """For each (multiplicand, product words) of ``terms``: product = multiplicand *
+        multiplier, taking ``steps`` bits of the multiplier from its bit 24 down, MSB
+        first: product = 2 * product + bit * multiplicand, the first (sign) bit
+        subtracting. ``multiplicand(k)`` gives the B operand of product word ``k``.
+        The terms share the multiplier's shifting."""
         def next_multiplier_bit():
             op(multiplier[0], operand=_Operand.SHIFT, write=multiplier[0])
             op(multiplier[1], operand=_Operand.SHIFT, carry=_Carry.CHAIN, write=multiplier[1],
                destination=_Destination.MULTIPLIER_BIT)
-        next_multiplier_bit()
-        for k, word in enumerate(product_words):
-            last = k == len(product_words) - 1
-            op(**multiplicand(k), gate=_Gate.MULTIPLIER, invert_b=True,
-               carry=_chain(k, _Carry.ONE), write=word,
-               control=_Control.SET_LOOP if last else _Control.NEXT,
-               target=steps - 2 if last else 0)
+
+        def step(first):
+            next_multiplier_bit()
+            words = [(multiplicand, k, word) for multiplicand, product_words in terms
+                     for k, word in enumerate(product_words)]
+            for index, (multiplicand, k, word) in enumerate(words):
+                last = index == len(words) - 1
+                control, target = ((_Control.SET_LOOP, steps - 2) if first else (_Control.LOOP, name)
+                                   ) if last else (_Control.NEXT, 0)
+                if first:
+                    op(**multiplicand(k), gate=_Gate.MULTIPLIER, invert_b=True,
+                       carry=_chain(k, _Carry.ONE), write=word, control=control, target=target)
+                else:
+                    op(word, operand=_Operand.SHIFT, **multiplicand(k), gate=_Gate.MULTIPLIER,
+                       carry=_chain(k), write=word, control=control, target=target)
+
+        step(first=True)
         program.label(name)
-        next_multiplier_bit()
-        for k, word in enumerate(product_words):
-            last = k == len(product_words) - 1
-            op(word, operand=_Operand.SHIFT, **multiplicand(k), gate=_Gate.MULTIPLIER,
-               carry=_chain(k), write=word,
-               control=_Control.LOOP if last else _Control.NEXT, target=name if last else 0)
+        step(first=False)
+
+    def words_of(value):
+        """A multiplicand: the words of ``value``, then its sign."""
+        return lambda k: {"b_word": value[k]} if k < len(value) else {"b": _Source.SIGN}
+
+    def add(total, value, **fields):
+        """total += value, ``value`` sign-extended to the length of ``total``."""
+        for k in range(len(total)):
+            op(total[k], b_word=value[k] if k < len(value) else None, b=_Source.SIGN,
+               carry=_chain(k), write=total[k], **fields)
 
     # Phase compensation: i_c = sat(i_prev + (a * (i_ac - i_c)) >> 17). With the
     # multiplicand a << 15, the shift by 17 is taking the product's words 2 and 3.
@@ -415,70 +471,125 @@ def _build_program() -> _Program:
     op(current[1], b_word=current_compensated[1], invert_b=True, carry=_Carry.CHAIN,
        write=multiplier[1])
     coefficient = (_Source.COEFFICIENT_0, _Source.COEFFICIENT_1, _Source.SIGN, _Source.SIGN)
-    multiply("phase", lambda k: {"b": coefficient[k]}, product, steps=25)
+    multiply("phase", [(lambda k: {"b": coefficient[k]}, product)], steps=25)
     op(current_previous[0], b_word=product[2], write=current_compensated[0])
     op(current_previous[1], b_word=product[3], carry=_Carry.CHAIN, write=current_compensated[1])
     saturate(current_compensated)
 
-    def accumulate_product(name, x, y, total):
-        """total += x * y, for saturated 24-bit x and y."""
+    def multiply_samples(name, y, terms):
+        """For each (x, product words) of ``terms``: product = x * y, for saturated
+        24-bit x and y."""
         # The multiplier is 2 * y, so that its 24 bits are taken from bit 24 down.
         op(y[0], operand=_Operand.SHIFT, write=multiplier[0])
         op(y[1], operand=_Operand.SHIFT, carry=_Carry.CHAIN, write=multiplier[1])
-        multiply(name, lambda k: {"b_word": x[k]} if k < 2 else {"b": _Source.SIGN},
-                 product[:3], steps=24)
+        multiply(name, [(words_of(x), words) for x, words in terms], steps=24)
+
+    def count_quanta(fraction, publish):
+        """F >= Q counts a quantum of one sign and leaves F - Q, else F <= -Q counts one
+        of the other and leaves F + Q; then ``publish`` takes F (and the flags)."""
+        quantum = [_Source(_Source.QUANTUM_0.value + k) for k in range(_LONG)]
+        for k in range(_LONG):                # FIRST: F >= Q, and ~below = F - Q
+            op(fraction[k], operand=_Operand.INVERT, b=quantum[k], carry=_chain(k),
+               write=below[k], flag=_Flag.FIRST if k == _LONG - 1 else _Flag.NONE)
         for k in range(_LONG):
-            op(total[k], b_word=product[k] if k < 3 else None, b=_Source.SIGN,
-               carry=_chain(k), write=total[k])
+            op(fraction[k], b=quantum[k], carry=_chain(k), write=above[k])
+        for k in range(_LONG):                # SECOND: F + Q - 1 < 0, that is F <= -Q
+            op(above[k], invert_b=True, carry=_chain(k),
+               flag=_Flag.SECOND if k == _LONG - 1 else _Flag.NONE)
+        for k in range(_LONG):
+            op(below[k], operand=_Operand.INVERT, write=fraction[k], condition=_Condition.FIRST)
+        for k in range(_LONG):
+            op(above[k], write=fraction[k], condition=_Condition.SECOND_NOT_FIRST)
+        publish_long(fraction, publish)
 
-    accumulate_product("active", voltage_delayed, current_compensated, sum_active)
-    # Energy: e = E + p while the gate is open; e >= Q counts an import quantum and
-    # leaves e - Q, else e <= -Q counts an export quantum and leaves e + Q.
-    for k in range(_LONG):
-        op(energy[k], b_word=product[k] if k < 3 else None, b=_Source.SIGN,
-           gate=_Gate.RUNNING, carry=_chain(k), write=energy[k])
-    quantum = [_Source(_Source.QUANTUM_0.value + k) for k in range(_LONG)]
-    for k in range(_LONG):                    # FIRST: e >= Q, and ~below = e - Q
-        op(energy[k], operand=_Operand.INVERT, b=quantum[k], carry=_chain(k), write=below[k],
-           flag=_Flag.FIRST if k == _LONG - 1 else _Flag.NONE)
-    for k in range(_LONG):
-        op(energy[k], b=quantum[k], carry=_chain(k), write=above[k])
-    for k in range(_LONG):                    # SECOND: e + Q - 1 < 0, that is e <= -Q
-        op(above[k], invert_b=True, carry=_chain(k),
-           flag=_Flag.SECOND if k == _LONG - 1 else _Flag.NONE)
-    for k in range(_LONG):
-        op(below[k], operand=_Operand.INVERT, write=energy[k], condition=_Condition.FIRST)
-    for k in range(_LONG):
-        op(above[k], write=energy[k], condition=_Condition.SECOND_NOT_FIRST)
-    # Published in one cycle: three words gather in the queue, the fourth comes along.
-    for k in range(_LONG):
-        op(energy[k], destination=_Destination.QUEUE if k < _LONG - 1 else _Destination.FRACTION)
+    def publish_long(value, destination, **fields):
+        # Published in one cycle: three words gather in the queue, the fourth comes along.
+        for k in range(_LONG):
+            op(value[k], destination=_Destination.QUEUE if k < _LONG - 1 else destination,
+               **fields)
 
-    accumulate_product("voltage", voltage_delayed, voltage_delayed, sum_voltage)
-    accumulate_product("current", current_compensated, current_compensated, sum_current)
+    def compare_with_threshold(value):
+        """FIRST: value >= noload_threshold; SECOND: value <= -noload_threshold."""
+        threshold = [_Source(_Source.THRESHOLD_0.value + k) for k in range(_LONG)]
+        for k in range(_LONG):
+            op(value[k], operand=_Operand.INVERT, b=threshold[k], carry=_chain(k),
+               flag=_Flag.FIRST if k == _LONG - 1 else _Flag.NONE)
+        for k in range(_LONG):
+            op(value[k], b=threshold[k], carry=_chain(k), write=above[k])
+        for k in range(_LONG):
+            op(above[k], invert_b=True, carry=_chain(k),
+               flag=_Flag.SECOND if k == _LONG - 1 else _Flag.NONE)
+
+    # v_d * i_c and i_c * i_c, sharing the multiplier i_c; then v_d * v_d.
+    multiply_samples("active", current_compensated,
+                     [(voltage_delayed, product[:3]), (current_compensated, product_current)])
+    add(sum_active, product[:3])
+    add(sum_fundamental_active, product[:3])
+    # Energy: E + p while the gate is open, then its quanta.
+    add(energy, product[:3], gate=_Gate.RUNNING)
+    count_quanta(energy, _Destination.FRACTION)
+
+    add(sum_current, product_current)
+    multiply_samples("voltage", voltage_delayed, [(voltage_delayed, product[:3])])
+    add(sum_voltage, product[:3])
 
     # Window: count + 1 >= window_samples ends it; its sums are published and cleared,
     # and |sum of v*i| >= noload_threshold decides the gate for the next.
     op(count, carry=_Carry.ONE, write=count)
-    threshold = [_Source(_Source.THRESHOLD_0.value + k) for k in range(_LONG)]
-    for k in range(_LONG):                    # FIRST: sum >= threshold
-        op(sum_active[k], operand=_Operand.INVERT, b=threshold[k], carry=_chain(k),
-           flag=_Flag.FIRST if k == _LONG - 1 else _Flag.NONE)
+    compare_with_threshold(sum_active)
     op(count, operand=_Operand.INVERT, b=_Source.WINDOW, flag=_Flag.WINDOW_END)
-    for k in range(_LONG):
-        op(sum_active[k], b=threshold[k], carry=_chain(k), write=above[k])
-    for k in range(_LONG):                    # SECOND: sum <= -threshold
-        op(above[k], invert_b=True, carry=_chain(k),
-           flag=_Flag.SECOND if k == _LONG - 1 else _Flag.NONE)
     op(destination=_Destination.RUNNING, condition=_Condition.WINDOW_END)
     op(write=count, condition=_Condition.WINDOW_END)
     for total in (sum_active, sum_voltage, sum_current):
         for word in total:
             op(word, destination=_Destination.WINDOW, condition=_Condition.WINDOW_END)
-    for total in (sum_active, sum_voltage, sum_current):
-        for word in total:
-            op(write=word, condition=_Condition.WINDOW_END)
     op(destination=_Destination.WINDOW_DONE, condition=_Condition.WINDOW_END)
+    clear(sum_active + sum_voltage + sum_current, condition=_Condition.WINDOW_END)
+
+    # Fundamental reactive energy. The reference: the table index is latched two cycles before the first use of
+    # COS_* and SIN_* (the table's read is registered).
+    op(theta[1], destination=_Destination.TABLE_INDEX)
+    op(theta[0], b=_Source.NCO_STEP_0, write=theta[0])
+    op(theta[1], b=_Source.NCO_STEP_1, carry=_Carry.CHAIN, write=theta[1])
+    op(fundamental_count, b=_Source.FUNDAMENTAL_STEP, write=fundamental_count,
+       flag=_Flag.FUNDAMENTAL_END)
+    for part, (low, high) in (("cos", (_Source.COS_LOW, _Source.COS_HIGH)),
+                              ("sin", (_Source.SIN_LOW, _Source.SIN_HIGH))):
+        op(b=low, write=multiplier[0])
+        op(b=high, write=multiplier[1])
+        multiply(part, [(words_of(voltage_delayed), product[:3]),
+                        (words_of(current_compensated), product_current)],
+                 steps=spec.REFERENCE_WIDTH)
+        add(demodulated["V" + part[0]], product[:3])
+        add(demodulated["I" + part[0]], product_current)
+    # The cross product (Vc >> 32) * Is - (Vs >> 32) * Ic, every set (so every set
+    # takes as long), used at a window's end. Its shift right by log2 - 1 is a shift
+    # left by 17 - log2 and dropping word 0.
+    for name, voltage_sum, current_sum, result in (("cross", "Vc", "Is", cross),
+                                                   ("cross_other", "Vs", "Ic", cross_other)):
+        op(demodulated[voltage_sum][2], write=multiplier[0])
+        op(demodulated[voltage_sum][3], write=multiplier[1])
+        multiply(name, [(words_of(demodulated[current_sum]), result)], steps=25)
+    for k in range(len(cross)):
+        last = k == len(cross) - 1
+        op(cross[k], b_word=cross_other[k], invert_b=True, carry=_chain(k, _Carry.ONE),
+           write=cross[k], control=_Control.SET_LOOP if last else _Control.NEXT,
+           target=16 - fundamental_window_log2 if last else 0)
+    program.label("align")
+    for k in range(len(cross)):
+        last = k == len(cross) - 1
+        op(cross[k], operand=_Operand.SHIFT, carry=_chain(k), write=cross[k],
+           control=_Control.LOOP if last else _Control.NEXT, target="align" if last else 0)
+    q = cross[1:]
+    compare_with_threshold(q)
+    op(destination=_Destination.REACTIVE_GATE)
+    add(reactive, q, gate=_Gate.REACTIVE)
+    publish_long(q, _Destination.REACTIVE_WINDOW, condition=_Condition.FUNDAMENTAL_END)
+    op(sum_fundamental_active[-1], destination=_Destination.DIRECTION,
+       condition=_Condition.FUNDAMENTAL_END)
+    clear([word for total in (*demodulated.values(), sum_fundamental_active)
+           for word in total] + [fundamental_count], condition=_Condition.FUNDAMENTAL_END)
+    count_quanta(reactive, _Destination.REACTIVE_FRACTION)
 
     # This sample set's v_ac and i_ac are the next one's v_d and i_prev.
     op(voltage[0], write=voltage_delayed[0])
@@ -488,10 +599,21 @@ def _build_program() -> _Program:
     return program
 
 
-_PROGRAM = _build_program()
-_MICROCODE, _CYCLES = _PROGRAM.assemble()
-#: Clock cycles :class:`PhaseMetrology` takes per sample set, whatever the data.
-CYCLES_PER_SAMPLE_SET = _CYCLES
+@functools.cache
+def _microcode(fundamental_window_log2: int) -> tuple[_Program, list[dict], int]:
+    program = _build_program(fundamental_window_log2)
+    words, cycles = program.assemble()
+    return program, words, cycles
+
+
+def cycles_per_sample_set(fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW_LOG2) -> int:
+    """Clock cycles :class:`PhaseMetrology` takes per sample set, whatever the data."""
+    return _microcode(fundamental_window_log2)[2]
+
+
+def listing(fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW_LOG2) -> str:
+    """The assembled microcode, one instruction a line."""
+    return _microcode(fundamental_window_log2)[0].listing()
 
 
 def _sign_extend(value):
@@ -501,10 +623,16 @@ def _sign_extend(value):
 class PhaseMetrology(wiring.Component):
     """The metrology of one phase.
 
-    Takes 652 cycles (:data:`CYCLES_PER_SAMPLE_SET`) per sample set, whatever the
-    data, so phases started together stay in step; ``sample.ready`` is low meanwhile.
-    That is well within the 1,500 cycles between sets at 8 kSPS and 12 MHz. After
-    reset it clears its state and is first ready 30 cycles later.
+    Takes :func:`cycles_per_sample_set` cycles per sample set (1,352 with the
+    meter's fundamental window), whatever the data, so phases started together stay
+    in step; ``sample.ready`` is low meanwhile. That is within the 1,500 cycles
+    between sets at 8 kSPS and 12 MHz. After reset it clears its state and is first
+    ready about 60 cycles later.
+
+    Parameters
+    ----------
+    fundamental_window_log2 : int
+        Fundamental windows are 2**this sample sets (1 to 14).
 
     Attributes
     ----------
@@ -531,6 +659,15 @@ class PhaseMetrology(wiring.Component):
         together with the quantum counts.
     quantum : Signal(), out
         Pulses with every quantum counted, import or export (the test LED).
+    nco_step : Signal(32), in
+        The line frequency, cycles per sample set * 2**32 (see :func:`spec.nco_step`).
+    window_reactive : Signal(signed(64)), out
+        The last fundamental window's reactive energy ``q`` (raw units, positive
+        lagging), updated in one cycle with a ``fundamental_done`` pulse.
+    reactive_quanta : Signal(ArrayLayout(32, 4)), out
+        Reactive energy quanta counted in quadrants I to IV (wrap).
+    reactive_fraction : Signal(signed(64)), out
+        The reactive energy not yet counted as a quantum, raw units.
     """
 
     sample: In(stream.Signature(PhaseSample))
@@ -544,27 +681,48 @@ class PhaseMetrology(wiring.Component):
     export_quanta: Out(spec.COUNTER_WIDTH)
     energy_fraction: Out(signed(spec.FRACTION_WIDTH))
     quantum: Out(1)
+    nco_step: In(spec.NCO_WIDTH)
+    window_reactive: Out(signed(spec.REACTIVE_WIDTH))
+    fundamental_done: Out(1)
+    reactive_quanta: Out(data.ArrayLayout(spec.COUNTER_WIDTH, 4))
+    reactive_fraction: Out(signed(spec.REACTIVE_WIDTH))
+
+    def __init__(self, *, fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW_LOG2):
+        if not 1 <= fundamental_window_log2 <= spec.MAX_FUNDAMENTAL_WINDOW_LOG2:
+            raise ValueError(f"fundamental_window_log2 must be 1 to "
+                             f"{spec.MAX_FUNDAMENTAL_WINDOW_LOG2}, not {fundamental_window_log2}")
+        self._fundamental_window_log2 = fundamental_window_log2
+        super().__init__()
+
+    @property
+    def fundamental_window_log2(self) -> int:
+        return self._fundamental_window_log2
+
+    @property
+    def cycles_per_sample_set(self) -> int:
+        return cycles_per_sample_set(self._fundamental_window_log2)
 
     def elaborate(self, platform):
         m = Module()
+        _, words, _ = _microcode(self._fundamental_window_log2)
 
         # Sequencer. The ROM is read at the next pc, so its output `op` is the
         # instruction at `pc`. In reset it is read at 0, so the first instruction after
         # reset is the one at pc 0 however long the reset was.
         m.submodules.microcode = microcode = Memory(
-            shape=_Microword, depth=_PROGRAM_DEPTH, init=_MICROCODE)
+            shape=_Microword, depth=_PROGRAM_DEPTH, init=words)
         fetch = microcode.read_port()
         op = fetch.data
-        pc = Signal(8)
-        loops = Signal(5)
-        next_pc = Signal(8)
+        pc = Signal(range(_PROGRAM_DEPTH))
+        loops = Signal(6)
+        next_pc = Signal(range(_PROGRAM_DEPTH))
         m.d.comb += next_pc.eq(pc + 1)
         with m.Switch(op.control):
             with m.Case(_Control.WAIT):
                 m.d.comb += self.sample.ready.eq(1)
                 with m.If(~self.sample.valid):
                     m.d.comb += next_pc.eq(pc)
-            with m.Case(_Control.LOOP):
+            with m.Case(_Control.LOOP, _Control.LOOP_INDEXED):
                 with m.If(loops != 0):
                     m.d.comb += next_pc.eq(op.target)
                     m.d.sync += loops.eq(loops - 1)
@@ -597,7 +755,10 @@ class PhaseMetrology(wiring.Component):
         first = Signal()
         second = Signal()
         window_end = Signal()
+        fundamental_end = Signal()
         running = Signal(init=1)     # the energy gate
+        reactive_gate = Signal()
+        importing = Signal(init=1)   # the direction of the last fundamental window's energy
         # The queue: a sample set enters in one cycle, as four sign-extended words, and
         # leaves a word per use; the energy fraction's words gather in it for publication.
         queue = Signal(4 * _WORD)
@@ -620,6 +781,23 @@ class PhaseMetrology(wiring.Component):
             with m.Case(_Operand.INVERT):
                 m.d.comb += a.eq(~word_a)
 
+        # The reference: cos and sin from one quarter-wave table each (see spec.reference).
+        table_index = Signal(spec.REFERENCE_INDEX_WIDTH)
+        quadrant, offset = table_index[8:], table_index[:8]
+        reference = {}
+        for name, mirrored, negated in (("cos", quadrant[0], quadrant[0] ^ quadrant[1]),
+                                        ("sin", ~quadrant[0], quadrant[1])):
+            m.submodules[f"{name}_table"] = table = Memory(
+                shape=16, depth=len(spec.QUARTER_WAVE), init=spec.QUARTER_WAVE)
+            read = table.read_port()
+            # The read is registered, so the sign follows the index a cycle later too.
+            negate = Signal(name=f"{name}_negate")
+            m.d.comb += read.addr.eq(Mux(mirrored, ~offset, offset))
+            m.d.sync += negate.eq(negated)
+            value = Signal(signed(spec.REFERENCE_WIDTH), name=name)
+            m.d.comb += value.eq(Mux(negate, -read.data, read.data))
+            reference[name] = value
+
         coefficient = self.phase_coefficient
         source = Signal(_WORD)
         with m.Switch(op.b):
@@ -640,6 +818,19 @@ class PhaseMetrology(wiring.Component):
                 m.d.comb += source.eq(self.window_samples)
             with m.Case(_Source.SAMPLE_MAX_HIGH):
                 m.d.comb += source.eq(spec.SAMPLE_MAX >> _WORD)
+            with m.Case(_Source.NCO_STEP_0):
+                m.d.comb += source.eq(self.nco_step[:_WORD])
+            with m.Case(_Source.NCO_STEP_1):
+                m.d.comb += source.eq(self.nco_step[_WORD:])
+            # A reference value as a multiplier whose sign is bit 24 of two words.
+            for name, low, high in (("cos", _Source.COS_LOW, _Source.COS_HIGH),
+                                    ("sin", _Source.SIN_LOW, _Source.SIN_HIGH)):
+                with m.Case(low):
+                    m.d.comb += source.eq(reference[name] << 8)
+                with m.Case(high):
+                    m.d.comb += source.eq(reference[name] >> 8)
+            with m.Case(_Source.FUNDAMENTAL_STEP):
+                m.d.comb += source.eq(1 << (15 - self._fundamental_window_log2))
         gate = Signal()
         with m.Switch(op.gate):
             with m.Case(_Gate.NONE):
@@ -648,6 +839,8 @@ class PhaseMetrology(wiring.Component):
                 m.d.comb += gate.eq(multiplier_bit)
             with m.Case(_Gate.RUNNING):
                 m.d.comb += gate.eq(running)
+            with m.Case(_Gate.REACTIVE):
+                m.d.comb += gate.eq(reactive_gate)
         # SIGN is zero from the mux and takes its value from the inversion.
         invert = Mux(op.b == _Source.SIGN, sign, op.invert_b)
         b = Signal(_WORD)
@@ -669,6 +862,8 @@ class PhaseMetrology(wiring.Component):
                 m.d.sync += second.eq(result[-1])
             with m.Case(_Flag.WINDOW_END):
                 m.d.sync += window_end.eq(result[-1])
+            with m.Case(_Flag.FUNDAMENTAL_END):
+                m.d.sync += fundamental_end.eq(result[-1])
 
         enabled = Signal()
         with m.Switch(op.condition):
@@ -680,9 +875,15 @@ class PhaseMetrology(wiring.Component):
                 m.d.comb += enabled.eq(second & ~first)
             with m.Case(_Condition.WINDOW_END):
                 m.d.comb += enabled.eq(window_end)
-        m.d.comb += [write.addr.eq(op.write), write.data.eq(result), write.en.eq(enabled)]
+            with m.Case(_Condition.FUNDAMENTAL_END):
+                m.d.comb += enabled.eq(fundamental_end)
+        m.d.comb += [
+            write.addr.eq(Mux(op.control == _Control.LOOP_INDEXED, op.write + loops, op.write)),
+            write.data.eq(result),
+            write.en.eq(enabled),
+        ]
 
-        m.d.sync += [self.window_done.eq(0), self.quantum.eq(0)]
+        m.d.sync += [self.window_done.eq(0), self.quantum.eq(0), self.fundamental_done.eq(0)]
         with m.If(enabled):
             with m.Switch(op.destination):
                 with m.Case(_Destination.QUEUE):
@@ -702,6 +903,22 @@ class PhaseMetrology(wiring.Component):
                     m.d.sync += running.eq(first | second)
                 with m.Case(_Destination.MULTIPLIER_BIT):
                     m.d.sync += multiplier_bit.eq(word_a[8])
+                with m.Case(_Destination.TABLE_INDEX):
+                    m.d.sync += table_index.eq(result[-spec.REFERENCE_INDEX_WIDTH:])
+                with m.Case(_Destination.REACTIVE_FRACTION):
+                    # +R is quadrant I (importing) or II; -R is IV (importing) or III.
+                    counted = Mux(first, Mux(importing, 0, 1), Mux(importing, 3, 2))
+                    m.d.sync += self.reactive_fraction.eq(Cat(queue[_WORD:], result))
+                    with m.If(first | second):
+                        m.d.sync += self.reactive_quanta[counted].eq(
+                            self.reactive_quanta[counted] + 1)
+                with m.Case(_Destination.REACTIVE_WINDOW):
+                    m.d.sync += [self.window_reactive.eq(Cat(queue[_WORD:], result)),
+                                 self.fundamental_done.eq(1)]
+                with m.Case(_Destination.REACTIVE_GATE):
+                    m.d.sync += reactive_gate.eq((first | second) & fundamental_end)
+                with m.Case(_Destination.DIRECTION):
+                    m.d.sync += importing.eq(~result[-1])
         with m.If((op.control == _Control.WAIT) & self.sample.valid):
             voltage, current = self.sample.payload.voltage, self.sample.payload.current
             m.d.sync += queue.eq(Cat(voltage[:_WORD], _sign_extend(voltage[_WORD:]),
