@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from .adc.ads131m04 import ADS131M04Receiver
 from .hostlink.link import HostLink
 from .hostlink.uart import baud_divisor
+from .metrology import spec
 from .metrology.core import Metrology, metrology_registers
 from .metrology.profile import LoadProfile
 from .registers import Access, Field, Register, RegisterBank, RegisterMap, connect_registers
@@ -217,6 +218,7 @@ class Meter(wiring.Component):
             metrology.samples.payload[0].current.eq(adc.samples.payload[1]),
             metrology.samples.valid.eq(adc.samples.valid),
             adc.samples.ready.eq(metrology.samples.ready),
+            metrology.nco_step[0].eq(spec.nco_step(50)),
         ]
         connect_registers(m, bank, metrology, metrology.registers)
 

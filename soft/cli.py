@@ -268,8 +268,14 @@ def _cmd_read(args: argparse.Namespace) -> int:
         print(f"  phase {reading.phase}: {reading.voltage_rms_v:.2f} V  {reading.current_rms_a:.3f} A  "
               f"{reading.active_power_w:.1f} W  {reading.apparent_power_va:.1f} VA  PF {power_factor}"
               f"  (last {reading.window_s:g} s)")
+        print(f"            Q1 {reading.reactive_power_var:.1f} var (last fundamental window)")
         print(f"            +A {reading.active_energy_import_wh} Wh  -A {reading.active_energy_export_wh} Wh"
               f"  ({reading.energy_pending_wh:+.3f} Wh not yet counted)")
+        quadrants = " ".join(f"Q{number} {value}" for number, value
+                             in zip(("I", "II", "III", "IV"), reading.reactive_energy_quadrants_varh))
+        print(f"            +R {reading.reactive_energy_import_varh} varh  -R "
+              f"{reading.reactive_energy_export_varh} varh  ({quadrants}; "
+              f"{reading.reactive_pending_varh:+.3f} varh not yet counted)")
     for name, value in values.items():
         note = f"   ({notes[name]})" if name in notes else ""
         print(f"  {name:<28} {_show(name, value)}{note}")

@@ -8,8 +8,8 @@ This module does the arithmetic of docs/metrology.md, "From registers to units".
 import math
 from dataclasses import asdict, dataclass
 
-from refmeter.gateware.metrology.core import PHASE_NAMES
-from refmeter.gateware.metrology.spec import SAMPLE_RATE_HZ
+from refmeter.gateware.metrology.core import PHASE_NAMES, QUADRANTS
+from refmeter.gateware.metrology.spec import COUNTER_WIDTH, FUNDAMENTAL_WINDOW_LOG2, SAMPLE_RATE_HZ
 
 from .device import Meter
 from .errors import MeterError
@@ -35,6 +35,11 @@ class PhaseMeasurements:
     active_energy_import_wh: int        #: +A register (wraps at 2**32 Wh)
     active_energy_export_wh: int        #: -A register
     energy_pending_wh: float            #: signed energy not yet counted in either
+    reactive_power_var: float           #: Q1 over the last fundamental window, + lagging
+    reactive_energy_import_varh: int    #: +R: quadrants I + II (wraps at 2**32 varh)
+    reactive_energy_export_varh: int    #: -R: quadrants III + IV
+    reactive_energy_quadrants_varh: tuple[int, int, int, int]  #: I, II, III, IV
+    reactive_pending_varh: float        #: signed reactive energy not yet counted
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -71,6 +76,8 @@ def read_phase(meter: Meter, phase: str = "l1") -> PhaseMeasurements:
     power = volts_per_code * amps_per_code * active / window
     apparent = voltage * current
     quantum = int(meter.read(f"energy_quantum_{phase}")) or 1
+    quadrants = tuple(int(meter.read(f"reactive_{quadrant}_varh_{phase}")) for quadrant in QUADRANTS)
+    wrap = 1 << COUNTER_WIDTH
     return PhaseMeasurements(
         phase=phase,
         windows_completed=before,
@@ -83,4 +90,10 @@ def read_phase(meter: Meter, phase: str = "l1") -> PhaseMeasurements:
         active_energy_import_wh=int(meter.read(f"active_import_wh_{phase}")),
         active_energy_export_wh=int(meter.read(f"active_export_wh_{phase}")),
         energy_pending_wh=int(meter.read(f"energy_fraction_{phase}")) / quantum,
+        reactive_power_var=volts_per_code * amps_per_code * int(meter.read(f"window_reactive_{phase}"))
+        / (1 << FUNDAMENTAL_WINDOW_LOG2),
+        reactive_energy_import_varh=(quadrants[0] + quadrants[1]) % wrap,
+        reactive_energy_export_varh=(quadrants[2] + quadrants[3]) % wrap,
+        reactive_energy_quadrants_varh=quadrants,
+        reactive_pending_varh=int(meter.read(f"reactive_fraction_{phase}")) / quantum,
     )

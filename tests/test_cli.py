@@ -170,7 +170,9 @@ def test_simulated_load_is_measured_through_the_whole_meter(tmp_path):
         deadline = time.monotonic() + 120
         while True:  # the second window is free of DC removal's start-up
             reading = json.loads(refmeter("--url", url, "read", "--json").stdout)
-            if reading["registers"]["windows_completed"] >= 3 or time.monotonic() > deadline:
+            registers = reading["registers"]
+            if registers["windows_completed"] >= 3 and registers["fundamental_windows_completed"] >= 3 \
+                    or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         phase = reading["measurements"]["l1"]
@@ -178,6 +180,10 @@ def test_simulated_load_is_measured_through_the_whole_meter(tmp_path):
         # RMS counts the harmonic; active power does not (the voltage has no 5th).
         assert phase["current_rms_a"] == pytest.approx(12.5 * (1 + 0.2 ** 2) ** 0.5, rel=0.001)
         assert phase["active_power_w"] == pytest.approx(240 * 12.5 * 0.8, rel=0.001)
+        # Leading current: Q1 is negative; importing with -R is quadrant IV (1.8 kvar
+        # for 3 s is 1.5 varh).
+        assert phase["reactive_power_var"] == pytest.approx(-240 * 12.5 * 0.6, rel=0.001)
+        assert phase["reactive_energy_quadrants_varh"] == [0, 0, 0, 1]
         assert reading["registers"]["adc_status"]["crc_errors"] == 0
     finally:
         process.send_signal(signal.SIGINT)

@@ -8,9 +8,11 @@ from ..registers import Access, Register, register_ports
 from . import spec
 from .phase import PhaseMetrology, PhaseSample
 
-__all__ = ["Metrology", "PHASE_NAMES", "metrology_registers"]
+__all__ = ["Metrology", "PHASE_NAMES", "QUADRANTS", "metrology_registers"]
 
 PHASE_NAMES = ("l1", "l2", "l3")
+#: The four quadrants of reactive energy, as their registers name them.
+QUADRANTS = ("quadrant1", "quadrant2", "quadrant3", "quadrant4")
 
 #: Calibration of the nominal front end, so an uncalibrated meter reads roughly right.
 _VOLTAGE_SCALE_PV = round(spec.VOLTAGE_FULL_SCALE_V / spec.SAMPLE_MAX * 1e12)
@@ -37,6 +39,14 @@ def phase_registers(phase: str) -> tuple[Register, ...]:
         Register.number(f"energy_fraction_{phase}", Access.RO, spec.FRACTION_WIDTH,
                         "energy not yet counted as a quantum, raw units (codes^2 samples)",
                         signed=True),
+        Register.number(f"window_reactive_{phase}", Access.RO, spec.REACTIVE_WIDTH,
+                        "fundamental reactive energy Q1 t of the last fundamental window, raw "
+                        "units (codes^2 samples), positive for lagging current", signed=True),
+        *(Register.number(f"reactive_{quadrant}_varh_{phase}", Access.RO, spec.COUNTER_WIDTH,
+                          f"reactive energy quanta (varh) in quadrant {number} (wraps)")
+          for number, quadrant in zip(("I", "II", "III", "IV"), QUADRANTS)),
+        Register.number(f"reactive_fraction_{phase}", Access.RO, spec.REACTIVE_WIDTH,
+                        "reactive energy not yet counted as a quantum, raw units", signed=True),
         Register.number(f"phase_coefficient_{phase}", Access.RW, spec.PHASE_COEFFICIENT_WIDTH,
                         "all-pass coefficient of the current channel, Q1.17", signed=True,
                         sealed=True),
@@ -58,6 +68,9 @@ SHARED_REGISTERS = (
     Register.number("windows_completed", Access.RO, 32,
                     "windows published (wraps); equal before and after reading a phase's "
                     "window sums means they belong to one window"),
+    Register.number("fundamental_windows_completed", Access.RO, 32,
+                    f"fundamental windows ({1 << spec.FUNDAMENTAL_WINDOW_LOG2} sample sets) "
+                    f"published (wraps)"),
 )
 
 
@@ -72,7 +85,8 @@ def metrology_registers(phases: int) -> tuple[Register, ...]:
 class Metrology(wiring.Component):
     """:class:`PhaseMetrology` for each of ``phases`` phases, behind registers.
 
-    Besides ``samples`` (one :data:`PhaseSample` per phase, all taken at once) and
+    Besides ``samples`` (one :data:`PhaseSample` per phase, all taken at once),
+    ``nco_step`` (each phase's line frequency, cycles per sample set * 2**32) and
     ``quantum`` (a pulse per energy quantum of any phase, for the test LED), it has
     a port per register of :attr:`registers`.
     """
@@ -82,6 +96,7 @@ class Metrology(wiring.Component):
         self._phases = PHASE_NAMES[:phases]
         super().__init__({
             "samples": In(stream.Signature(data.ArrayLayout(PhaseSample, phases))),
+            "nco_step": In(data.ArrayLayout(spec.NCO_WIDTH, phases)),
             "quantum": Out(1),
             **register_ports(self.registers),
         })
@@ -103,17 +118,24 @@ class Metrology(wiring.Component):
                 dsp.energy_quantum.eq(port("energy_quantum")),
                 dsp.noload_threshold.eq(port("noload_threshold")),
                 dsp.window_samples.eq(self.window_samples.value),
+                dsp.nco_step.eq(self.nco_step[index]),
                 port("window_active").eq(dsp.window.active),
                 port("window_voltage_squared").eq(dsp.window.voltage_squared),
                 port("window_current_squared").eq(dsp.window.current_squared),
                 port("active_import_wh").eq(dsp.import_quanta),
                 port("active_export_wh").eq(dsp.export_quanta),
                 port("energy_fraction").eq(dsp.energy_fraction),
+                port("window_reactive").eq(dsp.window_reactive),
+                port("reactive_fraction").eq(dsp.reactive_fraction),
+                *(port(f"reactive_{quadrant}_varh").eq(dsp.reactive_quanta[k])
+                  for k, quadrant in enumerate(QUADRANTS)),
             ]
             ready &= dsp.sample.ready
             quantum |= dsp.quantum
             if index == 0:  # every phase ends its windows on the same sample
-                with m.If(dsp.window_done):
-                    m.d.sync += self.windows_completed.value.eq(self.windows_completed.value + 1)
+                for done, completed in ((dsp.window_done, self.windows_completed),
+                                        (dsp.fundamental_done, self.fundamental_windows_completed)):
+                    with m.If(done):
+                        m.d.sync += completed.value.eq(completed.value + 1)
         m.d.comb += [self.samples.ready.eq(ready), self.quantum.eq(quantum)]
         return m
