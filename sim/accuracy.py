@@ -4,7 +4,8 @@ A :class:`MeterUnderTest` is a front end (with its gain, offset and skew errors)
 plus the model of the phase metrology. :meth:`MeterUnderTest.calibrate` does what
 a factory one-point calibration does: it measures the energy at the reference
 current with PF 1 (gain) and PF 0.5 (phase) against the analytic reference, and
-sets the energy quantum and phase coefficient. :meth:`MeterUnderTest.measure`
+sets the energy quantum and phase coefficient, then the voltage and current
+scales. :meth:`MeterUnderTest.measure`
 then measures any load over consecutive intervals (whole fundamental windows, so
 that the reactive energy of each is complete), after letting DC removal settle.
 """
@@ -41,13 +42,24 @@ def nominal_calibration(front_end: FrontEnd) -> PhaseCalibration:
 
 @dataclass(frozen=True)
 class Reading:
-    """What the meter registered over one interval and what it should have, J
-    (reactive: var s)."""
+    """What the meter registered over one interval and what it should have: energy
+    in J (reactive: var s), RMS (the mean of the interval's windows) in V and A."""
 
     active: float
     active_reference: float
     reactive: float
     reactive_reference: float
+    voltage_rms: float
+    current_rms: float
+    load: Load
+
+    @property
+    def voltage_rms_error(self) -> float:
+        return self.voltage_rms / self.load.true_rms[0] - 1
+
+    @property
+    def current_rms_error(self) -> float:
+        return self.current_rms / self.load.true_rms[1] - 1
 
     @property
     def active_error(self) -> float:
@@ -62,6 +74,9 @@ class Reading:
 class MeterUnderTest:
     front_end: FrontEnd
     calibration: PhaseCalibration
+    #: V and A per code (the gateware's voltage_scale and current_scale registers).
+    voltage_scale: float = spec.VOLTAGE_FULL_SCALE_V / spec.SAMPLE_MAX
+    current_scale: float = spec.CURRENT_FULL_SCALE_A / spec.SAMPLE_MAX
     #: No-load threshold, W: above the 3 mW of a 1 s window of 101 dB ADC noise at
     #: Un, below the 0.575 W of 0.001 In at PF 0.25.
     noload_watts: float = 0.25
@@ -90,18 +105,24 @@ class MeterUnderTest:
         time_s += SETTLE_SAMPLES * sample_period
         count = max(1, round(interval_s * self.sample_rate / FUNDAMENTAL_WINDOW)) * FUNDAMENTAL_WINDOW
         joules_per_raw = JOULES_PER_WH / self.calibration.energy_quantum
+        window = max(self.calibration.window_samples, 1)
         readings = []
         for _ in range(intervals):
             active, reactive = model.net_energy, model.net_reactive_energy
-            for offset in range(0, count, CHUNK):  # bounded memory for long intervals
+            windows = np.concatenate([  # bounded memory for long intervals
                 model.run(*self.front_end.sample(load, min(CHUNK, count - offset), rng,
                                                  time_s + offset * sample_period))
+                for offset in range(0, count, CHUNK)])
+            squares = windows[:, 1:3].mean(axis=0) / window
             readings.append(Reading(
                 active=(model.net_energy - active) * joules_per_raw,
                 # The voltage and current reach the product one sample late.
                 active_reference=reference_energy(load, time_s - sample_period, count * sample_period),
                 reactive=(model.net_reactive_energy - reactive) * joules_per_raw,
-                reactive_reference=reference_reactive_power(load) * count * sample_period))
+                reactive_reference=reference_reactive_power(load) * count * sample_period,
+                voltage_rms=self.voltage_scale * math.sqrt(squares[0]),
+                current_rms=self.current_scale * math.sqrt(squares[1]),
+                load=load))
             time_s += count * sample_period
         return readings
 
@@ -119,6 +140,9 @@ class MeterUnderTest:
         unity = replace(reference_load, phase_deg=0.0)
         self._calibrate_phase(unity, replace(reference_load, phase_deg=60.0), rng, interval_s)
         self._calibrate_gain(unity, rng, interval_s)
+        reading, = self.measure(unity, interval_s=interval_s, intervals=1, rng=rng)
+        self.voltage_scale /= 1 + reading.voltage_rms_error
+        self.current_scale /= 1 + reading.current_rms_error
 
     def _ratio(self, load: Load, rng: np.random.Generator, interval_s: float) -> float:
         reading, = self.measure(load, interval_s=interval_s, intervals=1, rng=rng)

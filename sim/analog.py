@@ -74,6 +74,12 @@ class Load:
                 raise ValueError(f"Harmonic {harmonic} needs an order of 2 or more and a "
                                  f"non-negative fraction")
 
+    @property
+    def true_rms(self) -> tuple[float, float]:
+        """(voltage, current) RMS with harmonics, V and A."""
+        return tuple(math.sqrt(sum(amplitude ** 2 / 2 for _, amplitude, _ in components))
+                     for components in self.components())
+
     def components(self) -> tuple[list[tuple[int, float, float]], list[tuple[int, float, float]]]:
         """(order, peak amplitude, phase in rad) of every voltage and current component."""
         voltage = [(1, self.voltage_rms * math.sqrt(2), 0.0)]

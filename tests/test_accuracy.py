@@ -5,11 +5,14 @@ import math
 import numpy as np
 import pytest
 
+from refmeter.gateware.metrology import spec
 from refmeter.sim.accuracy import JOULES_PER_WH, MeterUnderTest, nominal_calibration
 from refmeter.sim.analog import AS_BUILT, Harmonic, Load, reference_energy, reference_reactive_power
 from refmeter.sim.metrology import PhaseCalibration, PhaseModel
 
 UN, IN = 230.0, 10.0
+MIXED_HARMONICS = ((Harmonic(3, 0.03, 30), Harmonic(5, 0.05, -60), Harmonic(13, 0.01, 45)),
+                   (Harmonic(3, 0.30, 10), Harmonic(7, 0.10, 100), Harmonic(11, 0.04, 60)))
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,16 @@ def test_fundamental_reactive_energy_within_goal(meter, load):
     assert np.abs(errors).max() <= 0.001, errors
 
 
+@pytest.mark.parametrize("load", [
+    Load(UN, IN), Load(0.1 * UN, 0.01 * IN, 60.0), Load(1.1 * UN, 10 * IN, -36.87),
+    Load(UN, IN, 0.0, 50.0, *MIXED_HARMONICS),
+], ids=["Un In", "0.1Un 0.01In", "1.1Un Imax", "3rd-13th harmonics"])
+def test_rms_within_goal(meter, load):
+    """Vrms and Irms (harmonics included) within 0.05 % of the true RMS."""
+    reading, = meter.measure(load, interval_s=10.0, intervals=1, rng=np.random.default_rng(8))
+    assert abs(reading.voltage_rms_error) <= 0.0005 and abs(reading.current_rms_error) <= 0.0005, reading
+
+
 def test_no_load_counts_no_pulse_and_starting_current_does(meter):
     """IEC 62053-21 no-load (115 % Un, 26 min) gives no quantum; 0.001 In (39 min) at least one."""
     idle, = meter.measure(Load(1.15 * UN, 0.0), interval_s=26.1 * 60, intervals=1,
@@ -95,3 +108,27 @@ def test_energy_quanta_lose_no_fraction():
     powers = model.run(voltage, current)[:, 0]
     assert model.import_quanta > 1000
     assert model.net_energy == sum(int(p) for p in powers)
+
+
+def test_reactive_energy_quanta_lose_no_fraction():
+    """Reactive quanta counted plus the fraction left equal, exactly, the sum of every
+    fundamental window's q."""
+    rng = np.random.default_rng(10)
+    voltage = rng.integers(-(1 << 23) + 1, 1 << 23, 50_000)
+    current = (np.roll(voltage, 7) // 3 + rng.integers(-(1 << 20), 1 << 20, 50_000))
+    model = PhaseModel(PhaseCalibration(energy_quantum=(1 << 44) + 12345), fundamental_window_log2=6,
+                       nco_step=123_456_789)
+    model.run(voltage, current)
+    assert sum(model.reactive_quanta) > 100
+    assert model.net_reactive_energy == sum(q for q, _ in model.reactive_windows)
+
+
+@pytest.mark.parametrize("angle, quadrant", [(30.0, 0), (150.0, 1), (-150.0, 2), (-30.0, 3)])
+def test_reactive_energy_goes_to_the_quadrant_of_the_load(angle, quadrant):
+    """Lagging import counts in quadrant I, lagging export II, leading export III,
+    leading import IV (IEC 62053-24), and nowhere else."""
+    load = Load(UN, 5 * IN, angle)
+    model = PhaseModel(nominal_calibration(AS_BUILT), nco_step=spec.nco_step(50.0, AS_BUILT.sample_rate_hz))
+    model.run(*AS_BUILT.sample(load, 3 * 8000, np.random.default_rng(11)))
+    counted = model.reactive_quanta
+    assert counted[quadrant] > 0 and sum(counted) == counted[quadrant], counted
