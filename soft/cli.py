@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .calibration import calibrate_gain
+from .calibration import calibrate_gain, calibrate_phase_angle
 from .device import Meter, format_eui64, utc_datetime
 from .measurements import phases, read_phase
 from .errors import LinkError, MeterError
@@ -114,14 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     profile_format.add_argument("--csv", action="store_true",
                                 help="one CSV row per record, times in ISO 8601 UTC")
 
-    calibrate = command("calibrate", "one-point gain calibration against a reference load, "
-                                     "with the seal open", """
+    calibrate = command("calibrate", "one-point gain (and phase) calibration against a "
+                                     "reference load, with the seal open", """
         refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10
+        refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10 --phase-angle 60
         refmeter --url socket://127.0.0.1:7700 calibrate --voltage 230 --current 10 --windows 10""")
     calibrate.add_argument("--voltage", type=float, required=True,
                            help="the reference's RMS voltage, V (a calibrated source or meter)")
     calibrate.add_argument("--current", type=float, required=True,
-                           help="the reference's RMS current, A, at PF 1")
+                           help="the reference's RMS current, A")
+    calibrate.add_argument("--phase-angle", type=float,
+                           help="the reference's angle, degrees the current lags (e.g. 60 for "
+                                "PF 0.5 inductive): also calibrate the phase")
+    calibrate.add_argument("--frequency", type=float, default=50.0,
+                           help="the reference's line frequency, Hz (default 50)")
     calibrate.add_argument("--phase", default="l1", help="phase to calibrate (default l1)")
     calibrate.add_argument("--windows", type=int, default=5,
                            help="measurement windows to average (default 5)")
@@ -342,9 +348,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         _say(f"measuring {args.windows} windows of the reference load ...")
         result = calibrate_gain(meter, voltage_v=args.voltage, current_a=args.current,
                                 phase=args.phase, windows=args.windows)
-    print(f"phase {result.phase}: measured {result.measured_voltage_v:.4f} V, "
-          f"{result.measured_current_a:.5f} A; reference {args.voltage:g} V, {args.current:g} A")
-    for name, (old, new) in result.registers.items():
+        print(f"phase {result.phase}: measured {result.measured_voltage_v:.4f} V, "
+              f"{result.measured_current_a:.5f} A; reference {args.voltage:g} V, {args.current:g} A")
+        changes = dict(result.registers)
+        if args.phase_angle is not None:
+            _say("measuring the angle of the reference load ...")
+            angle = calibrate_phase_angle(meter, angle_deg=args.phase_angle,
+                                          frequency_hz=args.frequency, phase=args.phase,
+                                          windows=args.windows)
+            print(f"phase {angle.phase}: measured {angle.measured_angle_deg:.3f} degrees; "
+                  f"reference {args.phase_angle:g}")
+            changes.update(angle.registers)
+    for name, (old, new) in changes.items():
         print(f"  {name:<22} {old:>20} -> {new}")
     return EXIT_OK
 

@@ -5,7 +5,7 @@ import pytest
 from refmeter.gateware.hostlink.protocol import Status
 from refmeter.sim.analog import AS_BUILT, Load
 from refmeter.sim.simulators import open_simulation
-from refmeter.soft.calibration import calibrate_gain, wait_for_windows
+from refmeter.soft.calibration import calibrate_gain, calibrate_phase_angle, wait_for_windows
 from refmeter.soft.device import Meter
 from refmeter.soft.errors import MeterError, RequestRefused
 from refmeter.soft.measurements import read_phase
@@ -47,6 +47,14 @@ def test_calibration_corrects_the_gain_errors(as_built):
     assert reading.active_power_w == pytest.approx(2300, rel=5e-4)
 
 
+@pytest.mark.parametrize("angle", [0.0, 3.0, 88.0, -90.0])
+def test_phase_calibration_needs_an_angle_away_from_pf_1_and_0(angle):
+    """Near PF 1 or 0 one of P and Q1 hardly moves with the angle: refused before any
+    register is touched (the meter is never used)."""
+    with pytest.raises(ValueError, match="too near PF 1 or 0"):
+        calibrate_phase_angle(None, angle_deg=angle)
+
+
 def test_calibration_is_refused_with_the_seal_closed(as_built):
     """Seal closed: the calibration stops before measuring; a direct write is SEALED
     and nothing changes."""
@@ -54,6 +62,8 @@ def test_calibration_is_refused_with_the_seal_closed(as_built):
     before = meter.read("voltage_scale_l1")
     with pytest.raises(MeterError, match="the seal is closed"):
         calibrate_gain(meter, voltage_v=230, current_a=10)
+    with pytest.raises(MeterError, match="the seal is closed"):
+        calibrate_phase_angle(meter, angle_deg=60)
     with pytest.raises(RequestRefused) as refusal:
         meter.write("voltage_scale_l1", before + 1000)
     assert refusal.value.status is Status.SEALED

@@ -234,30 +234,40 @@ def test_load_profile_is_kept_by_the_meter_and_read_back(tmp_path):
 
 
 def test_calibrate_command_corrects_an_uncalibrated_meter():
-    """`refmeter calibrate` on a meter measuring through an as-built front end makes
-    it read the reference within 0.02 %, and the seal counts the writes."""
+    """`refmeter calibrate` at PF 0.5 on a meter measuring through an as-built front
+    end (gain errors, 0.3 samples of V/I skew) makes it read the reference's voltage
+    and current within 0.02 % and its power factor within 0.05 %, and the seal
+    counts the writes."""
     require_simulator("verilator")
     process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
-                                "--current", "10", "--uncalibrated", "--seal-open"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = json.loads(process.stdout.readline())["url"]
-        result = refmeter("--url", url, "calibrate", "--voltage", "230", "--current", "10",
-                          "--windows", "2")
-        assert result.returncode == 0, result.stderr
-        assert "voltage_scale_l1" in result.stdout
-        before = json.loads(refmeter("--url", url, "read", "--json").stdout)["registers"]["windows_completed"]
+                                "--current", "10", "--phase-angle", "60", "--uncalibrated",
+                                "--seal-open"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def read_after_windows(url: str, count: int) -> dict:
+        target = json.loads(refmeter("--url", url, "read", "--json").stdout)["registers"]["windows_completed"] + count
         while True:
             reading = json.loads(refmeter("--url", url, "read", "--json").stdout)
-            if reading["registers"]["windows_completed"] >= before + 2:
-                break
+            if reading["registers"]["windows_completed"] >= target:
+                return reading
             time.sleep(0.5)
+
+    try:
+        url = json.loads(process.stdout.readline())["url"]
+        uncalibrated = read_after_windows(url, 3)["measurements"]["l1"]
+        result = refmeter("--url", url, "calibrate", "--voltage", "230", "--current", "10",
+                          "--phase-angle", "60", "--windows", "2")
+        assert result.returncode == 0, result.stderr
+        assert "voltage_scale_l1" in result.stdout and "phase_coefficient_l1" in result.stdout
+        reading = read_after_windows(url, 2)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
         process.stdout.close()
         process.stderr.close()
+    # The skew's 0.68 degrees move PF 0.5 by 2 %.
+    assert abs(uncalibrated["power_factor"] / 0.5 - 1) > 0.01
     phase = reading["measurements"]["l1"]
     assert phase["voltage_rms_v"] == pytest.approx(230, rel=2e-4)
     assert phase["current_rms_a"] == pytest.approx(10, rel=2e-4)
-    assert reading["registers"]["seal_status"]["calibration_writes"] == 4
+    assert phase["power_factor"] == pytest.approx(0.5, rel=5e-4)
+    assert reading["registers"]["seal_status"]["calibration_writes"] == 5
