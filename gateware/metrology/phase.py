@@ -1,17 +1,18 @@
 """One phase of metrology: DC removal, phase compensation, power and RMS sums,
-and energy quanta, as :mod:`.spec` defines them.
+active energy quanta, and fundamental reactive energy per quadrant, as
+:mod:`.spec` defines them.
 
 The arithmetic runs word-serially on 16 bits: the phase's state lives in a scratchpad
-RAM of 64 words read on two ports, one 16-bit adder with a carry flag walks each
+RAM of 128 words read on two ports, one 16-bit adder with a carry flag walks each
 multi-word value a word per cycle, and a microprogram in a ROM sequences it. Products
 use the same adder, one shift-and-add pass per multiplier bit, so the phase has no
-multiplier and no wide adder or comparator: it takes :data:`CYCLES_PER_SAMPLE_SET`
-(652) cycles of the 1,500 there are between sample sets at 8 kSPS and 12 MHz, in a
-fraction of the logic cells a parallel datapath needs (on the iCE40: about 400 LUTs,
-400 flip-flops, most of them the published results, and five RAM blocks).
+multiplier and no wide adder or comparator: it takes :func:`cycles_per_sample_set`
+(1,352 with the meter's 8192-sample fundamental window) cycles of the 1,500 there
+are between sample sets at 8 kSPS and 12 MHz. The reference for Q1 is a quarter
+wave of 256 words in a ROM per output (cos and sin), mirrored into four quadrants.
 
 The datapath, its microinstruction, a small assembler and the microprogram are all
-in this file; ``_PROGRAM.listing()`` prints the assembled microcode.
+in this file; :func:`listing` prints the assembled microcode.
 """
 
 import functools
@@ -24,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import spec
 
-__all__ = ["PhaseSample", "WindowSums", "PhaseMetrology", "CYCLES_PER_SAMPLE_SET"]
+__all__ = ["PhaseSample", "WindowSums", "PhaseMetrology", "cycles_per_sample_set", "listing"]
 
 #: One simultaneous voltage and current sample, ADC codes.
 PhaseSample = data.StructLayout({
