@@ -38,8 +38,8 @@ engine counts. If they disagree the result has ``malformed`` = 1, ``tag_ok`` = 0
 and ``tag`` = 0:
 
 * ``last`` before the last element (a truncated message): the engine takes
-  nothing more, finishes the message's blocks on zeros without output, and
-  gives the result (in the time the whole message would have taken).
+  nothing more, runs the rest of the message's blocks on zeros without output
+  (so the AES engine's responses are all used up), and gives the result.
 * no ``last`` on the last element (a message longer than its header says): the
   engine gives the result, then takes and discards elements up to one with
   ``last``, and only then takes the header.
@@ -197,8 +197,11 @@ class AesGcm(wiring.Component):
         if not isinstance(tag_bytes, int) or isinstance(tag_bytes, bool) \
                 or not 4 <= tag_bytes <= 16:
             raise ValueError(f"tag_bytes must be an integer from 4 to 16, not {tag_bytes!r}")
-        self._aes = Aes128(**engine)        # checks the engine's parameters
-        self._ghash = Ghash(digit=digit)    # checks the digit
+        ghash_cycles_per_block(digit)       # checks the digit
+        # Built here, so that the parameters are checked now; the AES engine first,
+        # so that nothing is left unused when its parameters are refused.
+        self._aes = Aes128(**engine)
+        self._ghash = Ghash(digit=digit)
         self._tag_bytes = tag_bytes
         super().__init__({
             "key": In(128),
