@@ -1,10 +1,11 @@
-"""AES-128 engine benchmark: size and speed of each configuration on iCE40 and ECP5.
+"""AES-128, GHASH and AES-GCM benchmark: size and speed of each configuration on iCE40 and ECP5.
 
 Builds for the iCE40 UP5K (iCEBreaker) and the ECP5 (ULX3S) with the YoWASP tools:
 
     python benchmarks/aes.py                          # every configuration, both boards
     python benchmarks/aes.py --boards icebreaker      # one board
     python benchmarks/aes.py --configs column-ram round-ram-10-x3 --jobs 2
+    python benchmarks/aes.py --configs ghash-4 gcm-small gcm-fast --jobs 1
     python benchmarks/aes.py --list                   # the configuration names
 
 Each engine is built inside :class:`SerialHarness`, a shift-register loader and
@@ -12,10 +13,14 @@ unloader on four pins (data in, shift, data out, and a "waiting" LED), so its
 256- or 257-bit request and 128-bit response need no pins of their own. The
 ``wrapper`` row is the harness around a pass-through stand-in (response = block ^
 key, so that no request bit is optimised away): what the harness itself costs. The
-"engine" columns subtract it.
+"engine" columns subtract it. GHASH and AES-GCM, whose ports are not one request
+and one response, sit in small adapters (:class:`GhashAdapter`, :class:`GcmAdapter`)
+that the engine columns count.
 
 Cycles per block are the engine's (:func:`refmeter.gateware.aes.cycles_per_block`,
-checked in simulation by tests/test_aes.py): encryption, requests back to back.
+:func:`~refmeter.gateware.aes.ghash_cycles_per_block`, and for AES-GCM the payload
+figure of :func:`~refmeter.gateware.aes.gcm_cycles_per_block`, all checked in
+simulation by tests/test_aes.py and tests/test_gcm.py): blocks back to back.
 Throughput is 128 bits x Fmax / cycles per block, Fmax is nextpnr's for the
 board's own clock constraint (12 MHz iCEBreaker, 25 MHz ULX3S), one seed.
 Figures go in docs/performance.md with the command that produced them.
@@ -29,53 +34,80 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
 from amaranth.lib import io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from refmeter.boards import BOARDS
 from refmeter.boards.build import BuildReport, build_elaboratable
-from refmeter.gateware.aes import Aes128, cycles_per_block, request_layout
+from refmeter.gateware.aes import (AesGcm, Aes128, Ghash, cycles_per_block, gcm_cycles_per_block,
+                                   ghash_cycles_per_block, request_layout)
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """One engine to measure: a name for the command line and the table, and the
-    :class:`Aes128` parameters it stands for."""
+    """One engine to measure: a name for the command line and the table, what it is
+    (``"aes"``, ``"ghash"``, ``"gcm"``, or ``"wrapper"`` for the harness alone) and its
+    keyword arguments."""
 
     name: str
-    parameters: "dict | None"      #: Aes128 keyword arguments; None for the harness alone
+    kind: str
+    parameters: dict
     description: str
 
     def engine(self):
-        if self.parameters is None:
-            return PassThrough()
-        return Aes128(**self.parameters)
+        """The engine, with a request stream of :func:`request_layout` and a response
+        stream of 128 bits."""
+        return {"wrapper": PassThrough, "aes": Aes128, "ghash": GhashAdapter,
+                "gcm": GcmAdapter}[self.kind](**self.parameters)
+
+    @property
+    def cycles(self) -> "int | None":
+        """Cycles per block, back to back (None for the harness alone)."""
+        p = self.parameters
+        if self.kind == "aes":
+            return cycles_per_block(datapath=p["datapath"], decrypt=p.get("decrypt", False),
+                                    interleave=p.get("interleave", 1))
+        if self.kind == "ghash":
+            return ghash_cycles_per_block(p["digit"])
+        if self.kind == "gcm":
+            return gcm_cycles_per_block(datapath=p.get("datapath", "column"),
+                                        interleave=p.get("interleave", 1),
+                                        digit=p["digit"])["payload"]
+        return None
+
+
+def _aes(name: str, description: str, **parameters) -> Configuration:
+    return Configuration(name, "aes", parameters, description)
 
 
 CONFIGURATIONS = [
-    Configuration("wrapper", None, "the serial harness around a pass-through stand-in"),
-    Configuration("column-ram", dict(datapath="column", sbox="ram"),
-                  "32-bit datapath, 4 S-boxes in RAM shared with the key schedule"),
-    Configuration("column-logic", dict(datapath="column", sbox="logic"),
-                  "32-bit datapath, 4 logic S-boxes"),
-    Configuration("column-ram-decrypt", dict(datapath="column", sbox="ram", decrypt=True),
-                  "column-ram with the inverse cipher"),
-    Configuration("round-ram", dict(datapath="round", sbox="ram"),
-                  "a round per cycle, 20 S-boxes in RAM"),
-    Configuration("round-ram-10-x2", dict(datapath="round", sbox="ram", max_ram_blocks=10,
-                                          interleave=2),
-                  "a round per cycle, 10 S-boxes in RAM and 10 in logic, 2 blocks in flight"),
-    Configuration("round-ram-10-x3", dict(datapath="round", sbox="ram", max_ram_blocks=10,
-                                          interleave=3),
-                  "a round per cycle, 10 S-boxes in RAM and 10 in logic, 3 blocks in flight"),
-    Configuration("round-logic", dict(datapath="round", sbox="logic"),
-                  "a round per cycle, 20 logic S-boxes"),
-    Configuration("round-logic-x3", dict(datapath="round", sbox="logic", interleave=3),
-                  "a round per cycle, 20 logic S-boxes, 3 blocks in flight"),
-    Configuration("round-ram-10-x3-decrypt", dict(datapath="round", sbox="ram",
-                                                  max_ram_blocks=10, interleave=3, decrypt=True),
-                  "round-ram-10-x3 with the inverse cipher"),
+    Configuration("wrapper", "wrapper", {}, "the serial harness around a pass-through stand-in"),
+    _aes("column-ram", "32-bit datapath, 4 S-boxes in RAM shared with the key schedule",
+         datapath="column", sbox="ram"),
+    _aes("column-logic", "32-bit datapath, 4 logic S-boxes", datapath="column", sbox="logic"),
+    _aes("column-ram-decrypt", "column-ram with the inverse cipher", datapath="column",
+         sbox="ram", decrypt=True),
+    _aes("round-ram", "a round per cycle, 20 S-boxes in RAM", datapath="round", sbox="ram"),
+    _aes("round-ram-10-x2", "a round per cycle, 10 S-boxes in RAM and 10 in logic, "
+         "2 blocks in flight", datapath="round", sbox="ram", max_ram_blocks=10, interleave=2),
+    _aes("round-ram-10-x3", "a round per cycle, 10 S-boxes in RAM and 10 in logic, "
+         "3 blocks in flight", datapath="round", sbox="ram", max_ram_blocks=10, interleave=3),
+    _aes("round-logic", "a round per cycle, 20 logic S-boxes", datapath="round", sbox="logic"),
+    _aes("round-logic-x3", "a round per cycle, 20 logic S-boxes, 3 blocks in flight",
+         datapath="round", sbox="logic", interleave=3),
+    _aes("round-ram-10-x3-decrypt", "round-ram-10-x3 with the inverse cipher",
+         datapath="round", sbox="ram", max_ram_blocks=10, interleave=3, decrypt=True),
+    Configuration("ghash-1", "ghash", dict(digit=1), "GHASH, 1 bit of H a cycle"),
+    Configuration("ghash-4", "ghash", dict(digit=4), "GHASH, 4 bits of H a cycle"),
+    Configuration("ghash-16", "ghash", dict(digit=16), "GHASH, 16 bits of H a cycle"),
+    Configuration("gcm-small", "gcm", dict(datapath="column", sbox="ram", digit=4),
+                  "AES-GCM: column-ram with GHASH digit 4 (keeps pace)"),
+    Configuration("gcm-smallest", "gcm", dict(datapath="column", sbox="ram", digit=1),
+                  "AES-GCM: column-ram with GHASH digit 1"),
+    Configuration("gcm-fast", "gcm", dict(datapath="round", sbox="ram", max_ram_blocks=10,
+                                          interleave=2, digit=16),
+                  "AES-GCM: round-ram-10-x2 with GHASH digit 16 (keeps pace)"),
 ]
 
 
@@ -95,6 +127,76 @@ class PassThrough(wiring.Component):
             self.response.payload.eq(self.request.payload.block ^ self.request.payload.key),
             self.response.valid.eq(self.request.valid),
             self.request.ready.eq(self.response.ready),
+        ]
+        return m
+
+
+class GhashAdapter(wiring.Component):
+    """:class:`Ghash` behind a request/response pair: each request loads ``key`` as H
+    and hashes ``block``; the response is Y = block . H."""
+
+    def __init__(self, *, digit: int):
+        self._digit = digit
+        super().__init__({
+            "request": In(stream.Signature(request_layout(decrypt=False))),
+            "response": Out(stream.Signature(128)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ghash = ghash = Ghash(digit=self._digit)
+        keyed = Signal()            # H of this request is loaded
+        hashed = Signal()           # its block is being (or has been) multiplied
+        m.d.comb += [
+            ghash.hash_key.payload.eq(self.request.payload.key),
+            ghash.hash_key.valid.eq(self.request.valid & ~keyed),
+            ghash.block.payload.data.eq(self.request.payload.block),
+            ghash.block.valid.eq(self.request.valid & keyed & ~hashed),
+            self.response.payload.eq(ghash.y),
+            self.response.valid.eq(hashed & ~ghash.busy),
+            self.request.ready.eq(self.response.valid & self.response.ready),
+        ]
+        with m.If(ghash.hash_key.valid & ghash.hash_key.ready):
+            m.d.sync += keyed.eq(1)
+        with m.If(ghash.block.valid & ghash.block.ready):
+            m.d.sync += hashed.eq(1)
+        with m.If(self.request.ready):
+            m.d.sync += [keyed.eq(0), hashed.eq(0)]
+        return m
+
+
+class GcmAdapter(wiring.Component):
+    """:class:`AesGcm` behind a request/response pair, every input bit used: the
+    request's key is the key, its block is every element and (sliced) the header
+    (IV from bits 32-127, AAD and payload lengths from bits 0-31, ``decrypt``,
+    ``verify`` and ``last`` from key bits 0-2); the request is taken when its
+    message ends. The responses are the output blocks, then the tag (xor the
+    result's flags)."""
+
+    def __init__(self, **parameters):
+        self._parameters = parameters
+        super().__init__({
+            "request": In(stream.Signature(request_layout(decrypt=False))),
+            "response": Out(stream.Signature(128)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.gcm = gcm = AesGcm(**self._parameters)
+        block, key = self.request.payload.block, self.request.payload.key
+        result = gcm.result.payload
+        m.d.comb += [
+            gcm.key.eq(key),
+            gcm.message.payload.eq(Cat(block[32:], block[:32], key[:2])),
+            gcm.message.valid.eq(self.request.valid),
+            gcm.data.payload.eq(Cat(block, key[2])),
+            gcm.data.valid.eq(self.request.valid),
+            self.request.ready.eq(gcm.message.ready),
+            self.response.valid.eq(gcm.output.valid | gcm.result.valid),
+            self.response.payload.eq(Mux(gcm.output.valid, gcm.output.payload,
+                                         result.tag ^ Cat(result.tag_ok, result.malformed))),
+            gcm.output.ready.eq(self.response.ready),
+            gcm.result.ready.eq(self.response.ready),
         ]
         return m
 
@@ -198,7 +300,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 def table(results: list[Row]) -> str:
     """The benchmark table; the engine columns subtract the harness of the same board."""
     wrapper = {row.report.board: row.report.luts for row in results
-               if row.configuration.parameters is None}
+               if row.configuration.kind == "wrapper"}
     lines = [("configuration", "board", "cycles/block", "LCs/LUTs", "FFs", "RAM blocks",
               "Fmax MHz", "Mbit/s", "Mbit/s per kLC", "engine LCs", "engine Mbit/s per kLC")]
     for row in results:
@@ -227,11 +329,7 @@ def run(configuration: Configuration, board_name: str, build_root: Path,
     report = build_elaboratable(board, BoardHarness(configuration), build_dir, name="aes_bench",
                                 progress=lambda message: progress(
                                     f"{configuration.name} on {board_name}: {message}"))
-    parameters = configuration.parameters
-    cycles = None if parameters is None else cycles_per_block(
-        datapath=parameters["datapath"], decrypt=parameters.get("decrypt", False),
-        interleave=parameters.get("interleave", 1))
-    return Row(configuration, report, cycles)
+    return Row(configuration, report, configuration.cycles)
 
 
 def _progress(message: str) -> None:
@@ -279,9 +377,9 @@ def main() -> None:
                            "cycles_per_block": row.cycles, "mbit_s": row.mbit_s,
                            **row.report.to_json()} for row in results], indent=2))
         return
-    print("AES-128 engines in a serial harness (encryption; Mbit/s = 128 x Fmax / cycles "
-          "per block;\nper kLC: per 1000 LCs (iCE40) or LUTs (ECP5), with the harness and "
-          "without it):")
+    print("AES-128 engines (encryption), GHASH and AES-GCM (payload blocks) in a serial "
+          "harness\n(Mbit/s = 128 x Fmax / cycles per block; per kLC: per 1000 LCs (iCE40) or "
+          "LUTs (ECP5),\nwith the harness and without it):")
     print(table(results))
 
 

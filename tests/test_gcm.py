@@ -496,7 +496,7 @@ def test_green_book_suite0_example():
 
 #: (parameters, messages): the small pairing gets most, the fast ones fewer.
 RANDOM_RUNS = [
-    (dict(digit=4), 150),
+    (dict(digit=4), 120),
     (dict(digit=1), 12),
     (dict(digit=16, datapath="round", max_ram_blocks=10, interleave=2), 40),
     (dict(digit=16, datapath="round", max_ram_blocks=10, interleave=3), 25),
@@ -599,7 +599,9 @@ def test_back_to_back_blocks_take_the_documented_cycles(parameters):
                                     digit=parameters["digit"])
     assert dut.cycles_per_block == expected
     assert round((took[1] - took[0]) / 8) == expected["aad"]
-    assert (outputs[-1] - outputs[2]) / 8 == expected["payload"]
+    # The keystream can run ahead of a slow GHASH for a few blocks, and two blocks in
+    # flight come out in pairs: the last two pairs.
+    assert (outputs[-1] - outputs[-5]) / 4 == expected["payload"]
     assert round((took[3] - took[2]) / 8) == expected["payload"]
 
 

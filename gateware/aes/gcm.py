@@ -56,10 +56,11 @@ comparison, one wide OR in the cycle the result is offered, whatever the bits ar
 ``result``'s flags are zero while ``valid`` is low, and its ``tag`` is zero while
 verifying. Otherwise, as for :class:`Aes128`, a payload means something only while
 its ``valid`` is high; in between, ``result.tag`` can show GHASH's operand (Y xor
-a block) and ``output`` the data, E(K, J0) or a keystream block, which no consumer
-may latch, least of all into a register a host can read. ``output`` never shows
-the AES engine's working state: the keystream is let in only while the engine
-offers it. A message takes the same cycles whether its tag is right or wrong.
+a block) and ``output`` the datapath register (data, keystream, E(K, J0)), which
+no consumer may latch, least of all into a register a host can read. ``output``
+never shows the AES engine's working state: the datapath lets the AES response in
+only while the engine offers it. A message takes the same cycles whether its tag
+is right or wrong.
 
 Sequence and cycles
 -------------------
@@ -73,17 +74,16 @@ GHASH has hashed the lengths block. Nothing holds a copy of E(K, J0) or of H
 outside the two units. H is computed for every message, so a key may change
 between any two messages.
 
-A payload block is given out, then hashed two cycles later (the datapath's
-registered byte enables need a cycle to follow each step), when it also releases
-its keystream block; an AAD block is hashed as soon as GHASH is idle. Back to
-back, an AAD block takes GHASH's cycles per block, and a payload block the larger
-of GHASH's and the AES engine's, plus two on the column datapath, whose next
-request waits for the keystream block to be released
-(:func:`gcm_cycles_per_block`). The round datapath with ``interleave=3`` finishes
-its three blocks in flight a cycle apart, and while its response waits for GHASH
-the whole engine waits, so they stay bunched: about 13 cycles a payload block
-with ``digit=16`` and 11 with ``digit=32`` (measured), against 10 with
-``interleave`` 1 or 2.
+Inputs and the AES response meet in one registered 128-bit datapath, so an
+element is given out or hashed the cycle after it arrives, and a payload block
+is hashed two cycles after it is given out; its keystream block is released as
+it is given out. Back to back, an AAD block takes GHASH's cycles per block, and a
+payload block the larger of GHASH's and the AES engine's, plus one on the column
+datapath, whose next request waits for the keystream block to be released
+(:func:`gcm_cycles_per_block`). The round datapath with ``interleave=3``
+finishes its three blocks in flight a cycle apart, and while its response waits
+the whole engine waits, so they stay bunched: about 10.7 cycles a payload block
+with ``digit=16`` (measured), against 10 with ``interleave`` 1 or 2.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -143,8 +143,8 @@ def gcm_cycles_per_block(*, datapath: str, interleave: int = 1, digit: int) -> d
     ghash = ghash_cycles_per_block(digit)
     if datapath == "column":
         # The column engine takes its next request only once the keystream block
-        # is released, two cycles after it was given out.
-        payload = max(cycles_per_block(datapath="column") + 2, ghash)
+        # is released, a cycle after it was offered.
+        payload = max(cycles_per_block(datapath="column") + 1, ghash)
     else:
         payload = max(cycles_per_block(datapath=datapath, interleave=interleave), ghash)
     return {"aad": ghash, "payload": payload}
@@ -270,19 +270,21 @@ class AesGcm(wiring.Component):
                 m.d.sync += request_phase.eq(_Request.DONE)
 
         # --- The shared 128-bit datapath ------------------------------------------
-        # One XOR a bit, enabled byte by byte, serves both the output and the GHASH
-        # input: xp = (element & data_on) ^ (response & response_on) ^ lengths. A
-        # payload block goes out with both enabled for its bytes (data ^
-        # keystream), then is hashed with the keystream off when decrypting (the
-        # ciphertext is the input). At the end, E(K, J0) passes (producing) to
+        # One register, xp, serves both the output and the GHASH input: xp =
+        # (element & data_on) ^ (response & response_on) ^ lengths, enabled byte by
+        # byte. A payload block goes out with both enabled for its bytes (data ^
+        # keystream), releasing its keystream block, then is hashed: as it is when
+        # encrypting, as the input ciphertext when decrypting. At the end, E(K, J0) passes (producing) to
         # finish GHASH, or with the expected tag (verifying) to be compared.
         #
-        # The enables are registered, each bit's XOR then takes them straight from
-        # flip-flops: one LUT a bit, where logic in front would be copied into
-        # every bit. They follow the state a cycle late, so nothing that uses xp
-        # moves in the cycle after a step (``settled`` low). The AES response is
-        # enabled only while the engine offers it (its payload is otherwise the
-        # engine's working state), which needs no register: ``valid`` is one.
+        # Registered, xp costs one LUT a bit (in the same logic cells as its
+        # flip-flops) where combinational logic would take two, its enables being
+        # copied into every bit; and it lets in the AES response only when the
+        # engine offers it (otherwise its payload is the engine's working state):
+        # while a response is wanted and not offered, xp is cleared instead, by the
+        # flip-flops' synchronous reset. xp shows the inputs and state of the cycle
+        # before, so it is used only when nothing moved then (``steady``) and its
+        # inputs were already offered.
         in_hash_key = phase == _Phase.HASH_KEY
         in_aad = phase == _Phase.AAD
         in_payload = phase == _Phase.PAYLOAD
@@ -293,29 +295,36 @@ class AesGcm(wiring.Component):
         tag_element = header.verify & ~truncated
         give_tag = ~header.verify & ~malformed
         live = (in_aad | in_payload) & ~truncated
-        keystream_live = in_payload & ~truncated & (~sent | ~header.decrypt)
+        keystream_live = in_payload & ~truncated & ~sent
         compare = in_result & header.verify
         kept = [full | (remaining[:4] > n) for n in range(16)]
-        data_on = Signal(16)                # bit n: byte n, the most significant first
-        response_on = Signal(16)
-        lengths_on = Signal()
-        settled = Signal()
-        m.d.sync += [
-            data_on.eq(Cat(*((live & kept[n]) | (compare & tag_element if n < tag_bytes else 0)
-                             for n in range(16)))),
-            response_on.eq(Cat(*((keystream_live & kept[n]) | (in_tag & give_tag) |
-                                 (compare if n < tag_bytes else 0) for n in range(16)))),
-            lengths_on.eq(in_lengths),
-        ]
+        data_on = [(live & kept[n]) | (compare & tag_element if n < tag_bytes else 0)
+                   for n in range(16)]
+        response_on = [(keystream_live & kept[n]) | (in_tag & give_tag) |
+                       (compare if n < tag_bytes else 0) for n in range(16)]
+        response_wanted = keystream_live | (in_tag & give_tag) | compare
         xp = Signal(128)
         lengths = Cat(Const(0, 3), header.payload_bytes, Const(0, 64 - 3 - LENGTH_BITS),
                       Const(0, 3), header.aad_bytes, Const(0, 64 - 3 - LENGTH_BITS))
-        m.d.comb += xp.eq(
-            _join_bytes((d & data_on[n].replicate(8)) ^
-                        (s & (response_on[n] & response.valid).replicate(8))
-                        for n, (d, s) in enumerate(zip(_bytes_of(element.data),
-                                                       _bytes_of(response.payload))))
-            ^ (lengths & lengths_on.replicate(128)))
+        # Once a payload block is out, xp keeps the ciphertext for GHASH when
+        # encrypting (its keystream block is released), or becomes the input
+        # ciphertext when decrypting.
+        keep_ciphertext = in_payload & sent & ~header.decrypt
+        with m.If(response_wanted & ~response.valid):
+            m.d.sync += xp.eq(0)
+        with m.Elif(~keep_ciphertext):
+            m.d.sync += xp.eq(
+                _join_bytes((d & d_on.replicate(8)) ^ (s & s_on.replicate(8))
+                            for d, s, d_on, s_on in zip(_bytes_of(element.data),
+                                                        _bytes_of(response.payload),
+                                                        data_on, response_on))
+                ^ (lengths & in_lengths.replicate(128)))
+        steady = Signal()                   # no step last cycle: xp follows the state
+        data_was_valid = Signal()
+        response_was_valid = Signal()
+        m.d.sync += [data_was_valid.eq(self.data.valid), response_was_valid.eq(response.valid)]
+        data_in = self.data.valid & data_was_valid
+        response_in = response.valid & response_was_valid
 
         # --- H to GHASH -----------------------------------------------------------
         m.d.comb += [
@@ -327,15 +336,15 @@ class AesGcm(wiring.Component):
         # Producing, GHASH finishes with E(K, J0): its ``sum`` is then the tag.
         # Verifying, it does not, and its ``sum`` stays zero.
         m.d.comb += [
-            self.output.valid.eq(settled & in_payload & ~truncated & ~sent &
-                                 self.data.valid & response.valid),
+            self.output.valid.eq(steady & in_payload & ~truncated & ~sent & data_in &
+                                 response_in),
             self.output.payload.eq(xp),
             ghash.block.payload.data.eq(xp),
             ghash.block.payload.finish.eq(in_tag),
-            ghash.block.valid.eq(settled & (
-                (in_aad & (self.data.valid | truncated)) |
-                (in_payload & response.valid & (sent | truncated)) |
-                in_lengths | (in_tag & give_tag & response.valid))),
+            ghash.block.valid.eq(steady & (
+                (in_aad & (data_in | truncated)) |
+                (in_payload & (sent | (truncated & response_in))) |
+                in_lengths | (in_tag & give_tag & response_in))),
         ]
         with m.If(self.output.valid & self.output.ready):
             m.d.sync += sent.eq(1)
@@ -348,8 +357,8 @@ class AesGcm(wiring.Component):
         # are; the tag itself is never in a register.
         bad = malformed | (tag_element & ~element.last)
         finished = ended | (tag_element & element.last)
-        m.d.comb += self.result.valid.eq(settled & in_result & response.valid & ~ghash.busy &
-                                         (~tag_element | self.data.valid))
+        m.d.comb += self.result.valid.eq(steady & in_result & response_in & ~ghash.busy &
+                                         (~tag_element | data_in))
         difference = [y ^ x for y, x in zip(_bytes_of(ghash.y), _bytes_of(xp))][:tag_bytes]
         m.d.comb += [
             self.result.payload.tag.eq(_join_bytes(
@@ -367,13 +376,13 @@ class AesGcm(wiring.Component):
         hash_key_taken = ghash.hash_key.valid & ghash.hash_key.ready
         started = (phase == _Phase.IDLE) & self.message.valid
         # Every change of state happens at one of these.
-        m.d.sync += settled.eq(~(started | hash_key_taken | output_taken | hashed |
+        m.d.sync += steady.eq(~(started | hash_key_taken | output_taken | hashed |
                                  (in_tag & ~give_tag) | result_taken | drained))
         m.d.comb += [
             self.data.ready.eq((block_done & ~truncated) | (result_taken & tag_element) |
                                in_drain),
-            response.ready.eq(hash_key_taken |
-                              (in_payload & hashed) | result_taken),
+            response.ready.eq(hash_key_taken | output_taken | (in_payload & truncated & hashed) |
+                              result_taken),
             self.message.ready.eq((result_taken & finished) | drained),
         ]
 
