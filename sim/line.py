@@ -21,8 +21,13 @@ __all__ = ["LineModel", "LineRun"]
  _MEASUREMENTS, _VALID, _HALF_CYCLE_MS, _SAG, _SWELL, _INTERRUPTION, _EXTREME, _HALF_CYCLES,
  _STATE_SIZE) = range(21)
 
-_SAG_KIND, _SWELL_KIND, _INTERRUPTION_KIND = (line.EventKind.SAG.value, line.EventKind.SWELL.value,
-                                              line.EventKind.INTERRUPTION.value)
+#: The gateware's constants, handed to the compiled kernel as an argument: numba would
+#: freeze module constants into its cached code, which a change to the gateware's
+#: module (another file) would not invalidate.
+_CONSTANTS = np.array([line.SAMPLE_SHIFT, line.MAGNITUDE_WIDTH, line.HYSTERESIS, line.BLANKING,
+                       line.HALF_CYCLE_MAX, line.MEASUREMENT_CYCLES_LOG2, line.INTERPOLATION_BITS,
+                       line.PERIOD_FRACTION, line.EventKind.SAG.value, line.EventKind.SWELL.value,
+                       line.EventKind.INTERRUPTION.value], dtype=np.int64)
 
 
 @numba.njit(cache=True)
@@ -35,9 +40,14 @@ def _edge(events, count, index, kind, end, value):
 
 
 @numba.njit(cache=True)
-def _run(voltage, declared, levels, state, measurements, half_cycles, events):
+def _run(voltage, declared, levels, constants, state, measurements, half_cycles, events):
     sag_start, sag_end, swell_start, swell_end, interruption_start, interruption_end = (
         levels[0], levels[1], levels[2], levels[3], levels[4], levels[5])
+    (sample_shift, magnitude_width, hysteresis, blanking_samples, half_cycle_max,
+     cycles_log2, interpolation_bits, period_fraction, sag_kind, swell_kind,
+     interruption_kind) = (
+        constants[0], constants[1], constants[2], constants[3], constants[4], constants[5],
+        constants[6], constants[7], constants[8], constants[9], constants[10])
     x_previous, armed_rise, armed_fall = state[_X_PREVIOUS], state[_ARMED_RISE], state[_ARMED_FALL]
     sum_previous = state[_SUM_PREVIOUS]
     sum_current, count_current = state[_SUM_CURRENT], state[_COUNT_CURRENT]
@@ -46,16 +56,17 @@ def _run(voltage, declared, levels, state, measurements, half_cycles, events):
     published, valid, half_cycle_ms = state[_MEASUREMENTS], state[_VALID], state[_HALF_CYCLE_MS]
     sag, swell, interruption, extreme = state[_SAG], state[_SWELL], state[_INTERRUPTION], state[_EXTREME]
     ended = state[_HALF_CYCLES]
-    cycles_per_measurement = 1 << line.MEASUREMENT_CYCLES_LOG2
+    cycles_per_measurement = 1 << cycles_log2
     n_measurements, n_half_cycles, n_events = 0, 0, 0
     for index in range(voltage.shape[0]):
-        x = voltage[index] >> line.SAMPLE_SHIFT
-        magnitude = (x ^ (x >> 15)) >> (16 - line.MAGNITUDE_WIDTH)
-        m = 2 * (magnitude & ((1 << (line.MAGNITUDE_WIDTH - 1)) - 1)) + 1
+        x = voltage[index] >> sample_shift
+        magnitude = (x ^ (x >> 15)) >> (16 - magnitude_width)
+        m = 2 * (magnitude & ((1 << (magnitude_width - 1)) - 1)) + 1
 
-        rising = armed_rise == 1 and x > 0
-        falling = armed_fall == 1 and x < 0
-        timeout = count_current == line.HALF_CYCLE_MAX and not (rising or falling)
+        blanking = count_current < blanking_samples
+        rising = armed_rise == 1 and x_previous < 0 <= x and not blanking
+        falling = armed_fall == 1 and x < 0 <= x_previous and not blanking
+        timeout = count_current == half_cycle_max and not (rising or falling)
         if rising or falling or timeout:
             mean_square = min(((sum_previous + sum_current) << 24) // period, (1 << 32) - 1)
             half_cycle_ms = mean_square >> 16
@@ -73,14 +84,14 @@ def _run(voltage, declared, levels, state, measurements, half_cycles, events):
                     extreme = half_cycle_ms
                 # Ends first, inner before outer; then starts, outer before inner,
                 # with the extreme restarted for a new sag or swell.
-                for kind, old, new in ((_INTERRUPTION_KIND, interruption, new_interruption),
-                                       (_SAG_KIND, sag, new_sag), (_SWELL_KIND, swell, new_swell)):
+                for kind, old, new in ((interruption_kind, interruption, new_interruption),
+                                       (sag_kind, sag, new_sag), (swell_kind, swell, new_swell)):
                     if old and not new:
                         n_events = _edge(events, n_events, index, kind, 1, extreme)
                 if new_sag and not sag or new_swell and not swell:
                     extreme = half_cycle_ms
-                for kind, old, new in ((_SAG_KIND, sag, new_sag), (_SWELL_KIND, swell, new_swell),
-                                       (_INTERRUPTION_KIND, interruption, new_interruption)):
+                for kind, old, new in ((sag_kind, sag, new_sag), (swell_kind, swell, new_swell),
+                                       (interruption_kind, interruption, new_interruption)):
                     if new and not old:
                         n_events = _edge(events, n_events, index, kind, 0, extreme)
                 sag, swell, interruption = int(new_sag), int(new_swell), int(new_interruption)
@@ -90,13 +101,13 @@ def _run(voltage, declared, levels, state, measurements, half_cycles, events):
         count_current += 1
 
         if rising:
-            crossing = sample * (1 << line.INTERPOLATION_BITS) - (
-                (x << line.INTERPOLATION_BITS) // (x - x_previous))
+            crossing = sample * (1 << interpolation_bits) - (
+                (x << interpolation_bits) // (x - x_previous))
             if measuring:
                 cycles += 1
                 if cycles == cycles_per_measurement:
                     period = crossing - first
-                    nco_step = (1 << (32 + line.PERIOD_FRACTION)) // period
+                    nco_step = (1 << (32 + period_fraction)) // period
                     published += 1
                     valid = 1
                     measurements[n_measurements, 0] = index
@@ -109,11 +120,11 @@ def _run(voltage, declared, levels, state, measurements, half_cycles, events):
         if timeout:
             measuring, valid = 0, 0
 
-        if x < -line.HYSTERESIS:
+        if x < -hysteresis and not blanking:
             armed_rise = 1
         elif rising:
             armed_rise = 0
-        if x >= line.HYSTERESIS:
+        if x >= hysteresis and not blanking:
             armed_fall = 1
         elif falling:
             armed_fall = 0
@@ -176,7 +187,8 @@ class LineModel:
         events = np.zeros((3 * count + 3, 4), dtype=np.int64)
         levels = np.array(list(self.levels.thresholds.values()), dtype=np.int64)
         n_measurements, n_half_cycles, n_events = _run(
-            voltage, self.declared, levels, self._state, measurements, half_cycles, events)
+            voltage, self.declared, levels, _CONSTANTS, self._state, measurements, half_cycles,
+            events)
         return LineRun(measurements[:n_measurements], half_cycles[:n_half_cycles],
                        events[:n_events])
 

@@ -116,6 +116,42 @@ def test_measurements_with_noise_near_zero_at_low_voltage():
         assert abs(frequency_hz(period) - 50.0) < 1e-3
 
 
+def test_waveform_crossing_zero_three_times_gives_one_crossing():
+    """10 % THD whose harmonics add up near a zero (21 % of the fundamental there) make
+    the waveform itself cross zero three times within a few samples: the blanking after
+    each half-cycle's end takes the first, so half-cycles stay whole and the frequency
+    right."""
+    harmonics = (Harmonic(3, 0.05, -25.8), Harmonic(5, 0.06, -160.1), Harmonic(7, 0.05, 18.8),
+                 Harmonic(11, 0.03, -14.2), Harmonic(13, 0.02, 165.5))
+    load = Load(UN, 0.0, frequency_hz=64.0, voltage_harmonics=harmonics)
+    voltage = FRONT_END.sample(load, 20_000, np.random.default_rng(12))[0]
+    codes = voltage.astype(float)
+    zero_crossings = np.count_nonzero(np.sign(codes[1:]) != np.sign(codes[:-1]))
+    assert zero_crossings > 3 * 2 * 64 * 20_000 / SAMPLE_RATE / 64  # three at one of two zeros
+    run = LineModel(declared=DECLARED).run(voltage)
+    half_cycles = np.diff(run.half_cycles[3:, 0])
+    assert np.all(np.abs(half_cycles - SAMPLE_RATE / 128) < 12), half_cycles
+    for _, period, _ in run.measurements:
+        assert abs(frequency_hz(period) - 64.0) < 1e-3
+
+
+def test_crossing_hidden_by_blanking_is_skipped_not_taken_late():
+    """At 35 Hz (half-cycles of 114 samples) starting 10 samples before a zero: that
+    crossing comes in the blanking after reset, so the first half-cycle times out at
+    120 samples, and the next crossing, at 124, falls in the blanking after that. It is
+    skipped (by the time blanking ends the sample before is on the same side), not
+    taken late; the next one counts, and the frequency is right."""
+    count = 3 * 8000
+    time_s = np.arange(count) / SAMPLE_RATE
+    crossing_s = 10.5 / SAMPLE_RATE  # falling: sin(2 pi f (t - crossing) + pi)
+    voltage = np.round(6e6 * np.sin(2 * np.pi * 35.0 * (time_s - crossing_s) + np.pi)).astype(int)
+    run = LineModel(declared=DECLARED).run(voltage)
+    assert run.half_cycles[0, 0] == HALF_CYCLE_MAX and run.half_cycles[1, 0] > 230
+    assert len(run.measurements) >= 1
+    for _, period, _ in run.measurements:
+        assert abs(frequency_hz(period) - 35.0) < 1e-3
+
+
 def test_no_voltage_is_invalid_with_nominal_frequency():
     """With no voltage (noise only), nothing is measured: not valid, the nominal
     period and 50 Hz's nco_step stay, and half-cycles are the fallback length."""
@@ -342,20 +378,20 @@ def model_trace(voltage, *, declared: int):
 
 
 def random_voltage(rng: random.Random, count: int) -> list[int]:
-    """Codes that reach every path: sines of 12 to 40 samples per cycle (so 64 cycles
-    fit a short run) at amplitudes from below the hysteresis to clipping, with
-    harmonics, noise and DC, and steps between them; silence; full-scale square waves;
-    random codes."""
+    """Codes that reach every path: sines of 12 to 80 samples per cycle (so 64 cycles
+    fit a short run; below 2 * BLANKING they cross too often to be seen) at amplitudes
+    from below the hysteresis to clipping, with harmonics, noise and DC, and steps
+    between them; silence; full-scale square waves; random codes."""
     limit = 1 << (spec.SAMPLE_WIDTH - 1)
     codes = []
     # One long steady sine first, so that at least one period is measured.
     kinds = ["steady"] + [rng.choice(["sine", "sine", "sine", "silence", "square", "random"])
                           for _ in range(count // 100)]
     for kind in kinds:
-        period = rng.uniform(12, 20) if kind == "steady" else rng.uniform(12, 40)
+        period = rng.uniform(34, 36) if kind == "steady" else rng.uniform(12, 80)
         length = round(66 * period) if kind == "steady" else rng.randrange(10, 300)
         phase = rng.uniform(0, 2 * math.pi)
-        amplitude = rng.choice([2e4, 2e5, 3e6, 7e6, 9e6])
+        amplitude = rng.choice([2e5, 3e6, 7e6] if kind == "steady" else [2e4, 2e5, 3e6, 7e6, 9e6])
         noise, offset = rng.choice([0, 50, 3e4]), rng.choice([0, 0, 2e3, -4e5])
         fifth = rng.choice([0, 0.1])
         for n in range(length):
@@ -374,12 +410,12 @@ def random_voltage(rng: random.Random, count: int) -> list[int]:
 
 
 # Declared voltages that put the stimuli's amplitudes in every kind of event.
-@pytest.mark.parametrize("seed, declared", [(1, 21668), (2, 9000), (5, 30000)])
+@pytest.mark.parametrize("seed, declared", [(3, 9000), (7, 21668), (8, 30000)])
 def test_gateware_equals_model(seed, declared):
     """On random stimuli, the gateware publishes the model's values after every sample,
     and the same event edges in the same order, in at most MAX_CYCLES_PER_SAMPLE
     cycles a sample."""
-    voltage = random_voltage(random.Random(seed), 2500)
+    voltage = random_voltage(random.Random(seed), 3000)
     trace, events, longest = simulate_monitor(voltage, declared=declared)
     expected_trace, expected_events = model_trace(voltage, declared=declared)
     for index, (got, want) in enumerate(zip(trace, expected_trace)):
@@ -393,7 +429,7 @@ def test_gateware_equals_model(seed, declared):
 def test_gateware_waits_for_a_slow_event_consumer():
     """With the event stream ready only one cycle in five, every edge still arrives, in
     order, and nothing else changes: the monitor holds each edge until it is taken."""
-    voltage = random_voltage(random.Random(4), 1800)[1000:]  # past the steady start
+    voltage = random_voltage(random.Random(4), 3300)[2500:]  # past the steady start
     quick = simulate_monitor(voltage, declared=9000)
     slow = simulate_monitor(voltage, declared=9000, consumer=lambda cycle: cycle % 5 == 0)
     assert slow[:2] == quick[:2] and len(quick[1]) > 5
@@ -589,12 +625,12 @@ def test_events_reach_the_log_with_the_utc_time_of_their_half_cycle():
     """A LineMonitor's edges through an EventLog: one record each, in order, with the
     model's kind and value, stamped with the UTC time of the sample that decided it
     (the clock here advances a millisecond every 8 samples, as at 8 kSPS)."""
-    # 20 samples a cycle, so events come quickly; the declared voltage is the amplitude
+    # 40 samples a cycle, so events come quickly; the declared voltage is the amplitude
     # as this meter, which assumes 50 Hz (160 samples) until it measures, sees it.
     amplitude = 6e6
-    declared = round(amplitude ** 2 / 2 / 2 ** 30 * 20 / 160)
-    levels = [1.0] * 200 + [0.5] * 200 + [0.03] * 100 + [0.5] * 200 + [1.0] * 200
-    voltage = [round(amplitude * level * math.sin(2 * math.pi * n / 20 + 0.3))
+    declared = round(amplitude ** 2 / 2 / 2 ** 30 * 40 / 160)
+    levels = [1.0] * 200 + [0.5] * 200 + [0.03] * 120 + [0.5] * 200 + [1.0] * 200
+    voltage = [round(amplitude * level * math.sin(2 * math.pi * n / 40 + 0.3))
                for n, level in enumerate(levels)]
     top = MonitoredPhase(declared=declared)
     records = []

@@ -10,9 +10,14 @@ alike, leaving the period as it is)::
                                        # its bin (so no bias): odd, 1..4095
 
     # Zero crossings: a Schmitt trigger at 0 with HYSTERESIS (128, i.e. 2**15
-    # codes) either side, so noise and harmonics near zero cannot cross twice.
-    rising  = armed_rise and x > 0     # armed_rise: x < -HYSTERESIS since the last
-    falling = armed_fall and x < 0     # armed_fall: x >= HYSTERESIS since the last
+    # codes) either side, so noise near zero cannot cross twice; and nothing is
+    # looked for in the first BLANKING (32) samples of a half-cycle, so harmonics
+    # that make the waveform itself cross zero several times give one crossing.
+    blanking = n_cur < BLANKING
+    rising   = armed_rise and x_prev < 0 <= x and not blanking
+    falling  = armed_fall and x < 0 <= x_prev and not blanking
+    # armed_rise: x < -HYSTERESIS (not blanking) since the last rising crossing;
+    # armed_fall: x >= HYSTERESIS (not blanking) since the last falling crossing.
 
     # Half-cycles end at every crossing, or after HALF_CYCLE_MAX (120) samples
     # without one (15 ms: no voltage). The sample that ends one begins the next.
@@ -42,8 +47,8 @@ alike, leaving the period as it is)::
             # interruption (which always lies within a sag), the highest since the
             # swell began for a swell. A start's extreme is its own half-cycle's.
 
-    # Frequency, at each rising crossing (x_prev <= 0 < x), n the sample's index:
-    g = (x << 10) // (x - x_prev)      # 1..1024: the crossing is g/1024 samples
+    # Frequency, at each rising crossing (x_prev < 0 <= x), n the sample's index:
+    g = (x << 10) // (x - x_prev)      # 0..1023: the crossing is g/1024 samples
     t = n * 1024 - g                   # before sample n (linear interpolation)
     # A measurement runs from one rising crossing to the 64th after it, which
     # starts the next: period = t_64 - t_0 (UQ8.16 samples per cycle, exact) is
@@ -64,7 +69,7 @@ from ..registers import Access, Field, Register, register_ports
 from . import spec
 
 __all__ = ["LineMonitor", "VoltageEventEdge", "EventLevels", "EventKind", "DEFAULT_LEVELS",
-           "line_registers", "HYSTERESIS", "HALF_CYCLE_MAX", "MEASUREMENT_CYCLES_LOG2",
+           "line_registers", "HYSTERESIS", "BLANKING", "HALF_CYCLE_MAX", "MEASUREMENT_CYCLES_LOG2",
            "INTERPOLATION_BITS", "PERIOD_WIDTH", "PERIOD_FRACTION", "HALF_CYCLE_MS_WIDTH",
            "RATIO_FRACTION", "MAX_CYCLES_PER_SAMPLE", "DECLARED_VOLTAGE_V",
            "nominal_period", "nco_step_of", "declared_voltage_squared"]
@@ -72,9 +77,15 @@ __all__ = ["LineMonitor", "VoltageEventEdge", "EventLevels", "EventKind", "DEFAU
 #: Bits dropped from a sample for everything here: 16 bits are left.
 SAMPLE_SHIFT = 8
 #: Schmitt-trigger hysteresis around zero, in units of 2**SAMPLE_SHIFT codes: 2**15
-#: codes (1.56 V on the nominal front end) is 600 times the 101 dB ADC's noise and
-#: twice the worst wiggle a 10 % 13th harmonic puts near a zero at 10 % Un.
+#: codes (1.56 V on the nominal front end) is 600 times the 101 dB ADC's noise, and
+#: 0.5 % of Un's peak, so crossings are found down to that.
 HYSTERESIS = 128
+#: Samples after a half-cycle's end in which no crossing is looked for, nor armed: 2 ms,
+#: so that harmonics that make the waveform itself cross zero several times near one of
+#: its zeros give one crossing, the first. Any spectrum whose amplitudes add up to at
+#: most 28 % of the fundamental keeps its crossings within 16 samples at 45 Hz (for
+#: 10 % THD, nine harmonics of 3.3 % each); half-cycles must be longer (up to 250 Hz).
+BLANKING = 16
 #: Magnitude bits squared for the RMS: 12 (0.02 % of Urms(1/2)² at 10 % Un, worst case).
 MAGNITUDE_WIDTH = 12
 #: Longest half-cycle, samples: 15 ms, a half-cycle at 33 Hz; without crossings
@@ -296,11 +307,17 @@ class LineMonitor(wiring.Component):
         ones_magnitude = x ^ x[15].replicate(16)  # |x| for x >= 0, |x| - 1 below
         m_bits = Cat(Const(1, 1), ones_magnitude[16 - MAGNITUDE_WIDTH:15])  # m, odd
         beyond_hysteresis = ones_magnitude[(HYSTERESIS.bit_length() - 1):15] != 0
+        # Half-cycles: the samples since the last one ended change only when a sample
+        # is taken (DONE), so everything derived from them holds through a sample.
+        half_cycle_samples = Signal(range(HALF_CYCLE_MAX + 1))
+        blanking = half_cycle_samples < BLANKING
         armed_rise = Signal()
         armed_fall = Signal()
-        rising = armed_rise & (x > 0)
-        falling = armed_fall & (x < 0)
-        timed_out = Signal()  # the half-cycle ends without a crossing
+        rising = armed_rise & x_previous[15] & ~x[15] & ~blanking
+        falling = armed_fall & ~x_previous[15] & x[15] & ~blanking
+        long_half_cycle = half_cycle_samples == HALF_CYCLE_MAX
+        half_cycle_end = rising | falling | long_half_cycle
+        timeout = long_half_cycle & ~rising & ~falling
 
         # The one-cycle RMS: two running sums of m², the older over the last two
         # half-cycles, the newer over the last. Adding to both is two turns of a
@@ -309,8 +326,6 @@ class LineMonitor(wiring.Component):
         # dividend first, then each quotient.
         older = Signal(32)
         newer = Signal(32)
-        half_cycle_samples = Signal(range(HALF_CYCLE_MAX + 1))
-        long_half_cycle = half_cycle_samples == HALF_CYCLE_MAX
 
         # The divider: [remainder : dividend bits] shifts left a bit per step and the
         # divisor is taken off when it fits; the quotient bit enters `older`.
@@ -344,7 +359,7 @@ class LineMonitor(wiring.Component):
         period = Signal(PERIOD_WIDTH, init=self._nominal_period)
         measurements = Signal(16)
         valid = Signal()
-        crossing_back = older[:INTERPOLATION_BITS + 1]  # g, after the interpolation
+        crossing_back = older[:INTERPOLATION_BITS]  # g, after the interpolation
         span = Signal(PERIOD_WIDTH)
         m.d.comb += span.eq(time - crossing_back)
 
@@ -398,8 +413,7 @@ class LineMonitor(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.samples.valid):
-                    m.d.sync += timed_out.eq(long_half_cycle & ~rising & ~falling)
-                    with m.If(rising | falling | long_half_cycle):
+                    with m.If(half_cycle_end):
                         m.d.sync += [remainder.eq(0), steps.eq(_MEAN_STEPS)]
                         m.next = "MEAN"
                     with m.Else():
@@ -480,7 +494,7 @@ class LineMonitor(wiring.Component):
                     m.next = "ROTATE"
 
             with m.State("ROTATE"):  # a new half-cycle: the newer sum becomes the older
-                m.d.sync += [older.eq(newer), newer.eq(0), half_cycle_samples.eq(0)]
+                m.d.sync += [older.eq(newer), newer.eq(0)]
                 load_magnitude()
 
             with m.State("LOAD"):
@@ -504,17 +518,18 @@ class LineMonitor(wiring.Component):
 
             with m.State("DONE"):
                 m.d.comb += self.samples.ready.eq(1)
-                m.d.sync += [x_previous.eq(x), half_cycle_samples.eq(half_cycle_samples + 1),
+                m.d.sync += [x_previous.eq(x),
+                             half_cycle_samples.eq(Mux(half_cycle_end, 1, half_cycle_samples + 1)),
                              time[INTERPOLATION_BITS:].eq(time[INTERPOLATION_BITS:] + 1)]
-                with m.If(beyond_hysteresis & x[15]):
+                with m.If(beyond_hysteresis & x[15] & ~blanking):
                     m.d.sync += armed_rise.eq(1)
                 with m.Elif(rising):
                     m.d.sync += armed_rise.eq(0)
-                with m.If(beyond_hysteresis & ~x[15]):
+                with m.If(beyond_hysteresis & ~x[15] & ~blanking):
                     m.d.sync += armed_fall.eq(1)
                 with m.Elif(falling):
                     m.d.sync += armed_fall.eq(0)
-                with m.If(timed_out):
+                with m.If(timeout):
                     m.d.sync += [measuring.eq(0), valid.eq(0)]
                 m.next = "IDLE"
 
