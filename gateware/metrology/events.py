@@ -10,7 +10,7 @@ load profile: records are numbered from 0 at power-up, record ``n`` is in slot
 An event's duration is the time from its start record to its end record.
 """
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
@@ -131,26 +131,27 @@ class EventLog(wiring.Component):
         read = ring.read_port(domain="comb")
 
         head = Signal(32)
-        # One edge per cycle, the lowest phase with one first.
-        writing = Signal()
-        lower_valid = Const(0)  # an edge of a lower phase is waiting
-        for phase in range(self._phases):
-            edges = self.events[phase]
-            m.d.comb += edges.ready.eq(~lower_valid)
-            with m.If(edges.valid & ~lower_valid):
-                m.d.comb += [
-                    writing.eq(1),
-                    write.data.kind.eq(edges.payload.kind),
-                    write.data.end.eq(edges.payload.end),
-                    write.data.value.eq(edges.payload.value),
-                    write.data.phase.eq(phase),
-                ]
-            lower_valid = lower_valid | edges.valid
+        # One edge per cycle, the lowest phase with one first. The data are selected
+        # without a condition on the write: Yosys would otherwise make the condition
+        # a write mask per bit, a LUT each.
+        payload, phase = self.events[-1].payload, self._phases - 1
+        for lower in reversed(range(self._phases - 1)):
+            edges = self.events[lower]
+            payload = VoltageEventEdge(Mux(edges.valid, edges.payload, payload))
+            phase = Mux(edges.valid, lower, phase)
+        writing = Const(0)  # so far: an edge of a lower phase is waiting
+        for edges in self.events:
+            m.d.comb += edges.ready.eq(~writing)
+            writing = writing | edges.valid
         m.d.comb += [
             write.addr.eq(head[:index_width]),
             write.en.eq(writing),
             write.data.seconds.eq(self.utc_seconds),
             write.data.millisecond.eq(self.utc_millisecond),
+            write.data.kind.eq(payload.kind),
+            write.data.end.eq(payload.end),
+            write.data.phase.eq(phase),
+            write.data.value.eq(payload.value),
         ]
         with m.If(writing):
             m.d.sync += head.eq(head + 1)
