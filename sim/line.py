@@ -174,7 +174,7 @@ class LineModel:
                              f"{line.HALF_CYCLE_MS_WIDTH} bits")
         self._state = np.zeros(_STATE_SIZE, dtype=np.int64)
         self._state[_PERIOD] = line.nominal_period(self.nominal_frequency_hz)
-        self._state[_NCO_STEP] = line.nco_step_of(int(self._state[_PERIOD]))
+        self._state[_NCO_STEP] = spec.nco_step(self.nominal_frequency_hz)
 
     def run(self, voltage: np.ndarray) -> LineRun:
         voltage = np.ascontiguousarray(voltage, dtype=np.int64)

@@ -72,7 +72,7 @@ __all__ = ["LineMonitor", "VoltageEventEdge", "EventLevels", "EventKind", "DEFAU
            "line_registers", "HYSTERESIS", "BLANKING", "HALF_CYCLE_MAX", "MEASUREMENT_CYCLES_LOG2",
            "INTERPOLATION_BITS", "PERIOD_WIDTH", "PERIOD_FRACTION", "HALF_CYCLE_MS_WIDTH",
            "RATIO_FRACTION", "MAX_CYCLES_PER_SAMPLE", "DECLARED_VOLTAGE_V",
-           "nominal_period", "nco_step_of", "declared_voltage_squared"]
+           "nominal_period", "declared_voltage_squared"]
 
 #: Bits dropped from a sample for everything here: 16 bits are left.
 SAMPLE_SHIFT = 8
@@ -161,11 +161,6 @@ DEFAULT_LEVELS = EventLevels()
 def nominal_period(frequency_hz: float) -> int:
     """The period of ``frequency_hz`` as ``LineMonitor`` publishes it (UQ8.16 samples)."""
     return round(spec.SAMPLE_RATE_HZ / frequency_hz * (1 << PERIOD_FRACTION))
-
-
-def nco_step_of(period: int) -> int:
-    """``nco_step`` for a period (UQ8.16 samples per cycle): cycles per sample × 2**32."""
-    return (1 << (32 + PERIOD_FRACTION)) // period
 
 
 #: Declared supply voltage Udin of the default register value, V (230 V networks).
@@ -261,8 +256,9 @@ class LineMonitor(wiring.Component):
         ``valid`` is high, as :mod:`amaranth.lib.stream` requires.
     nco_step : Signal(32), out
         The measured line frequency as cycles per sample × 2**32: ``2**48 // period``,
-        updated a few cycles after each published period; before the first, the
-        nominal frequency's. It holds when the voltage is lost.
+        updated a few cycles after each published period, for
+        :class:`~.phase.PhaseMetrology`'s ``nco_step``; before the first,
+        :func:`spec.nco_step` of the nominal frequency. It holds when the voltage is lost.
     events : stream out, :data:`VoltageEventEdge`
         Each start and end of a sag, swell or interruption, in the order they happen
         (within one half-cycle: ends before starts, inner events ending first and
@@ -284,7 +280,7 @@ class LineMonitor(wiring.Component):
         self.registers = line_registers(phase)
         super().__init__({
             "samples": In(stream.Signature(signed(spec.SAMPLE_WIDTH))),
-            "nco_step": Out(32, init=nco_step_of(self._nominal_period)),
+            "nco_step": Out(spec.NCO_WIDTH, init=spec.nco_step(nominal_frequency_hz)),
             "events": Out(stream.Signature(VoltageEventEdge)),
             **register_ports(self.registers),
         })
