@@ -90,7 +90,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .core import Aes128, cycles_per_block
+from .core import Aes128, _bytes_of, _join, cycles_per_block
 from .ghash import Ghash, ghash_cycles_per_block
 
 __all__ = ["AesGcm", "MESSAGE_LAYOUT", "ELEMENT_LAYOUT", "RESULT_LAYOUT", "LENGTH_BITS",
@@ -150,15 +150,6 @@ def gcm_cycles_per_block(*, datapath: str, interleave: int = 1, digit: int) -> d
     return {"aad": ghash, "payload": payload}
 
 
-def _bytes_of(value) -> list:
-    """Bytes 0..15 of a big-endian 128-bit value (byte 0 the most significant)."""
-    return [value[(15 - n) * 8:(16 - n) * 8] for n in range(16)]
-
-
-def _join_bytes(parts) -> "Cat":
-    return Cat(*reversed(list(parts)))
-
-
 class AesGcm(wiring.Component):
     """AES-128-GCM: encryption or decryption of a payload and a tag over AAD and
     payload, produced or verified (see the module documentation for the message
@@ -188,7 +179,8 @@ class AesGcm(wiring.Component):
     output : Out(stream.Signature(128))
         One block per payload block: ciphertext, or plaintext with ``decrypt``.
     result : Out(stream.Signature(RESULT_LAYOUT))
-        One per message: the tag, or whether the expected tag matched.
+        One per message: ``tag`` (producing), ``tag_ok`` (verifying: the expected
+        tag matched), ``malformed`` (the header and ``last`` disagreed).
     """
 
     def __init__(self, *, digit: int = 4, tag_bytes: int = 16, **engine):
@@ -274,8 +266,9 @@ class AesGcm(wiring.Component):
         # (element & data_on) ^ (response & response_on) ^ lengths, enabled byte by
         # byte. A payload block goes out with both enabled for its bytes (data ^
         # keystream), releasing its keystream block, then is hashed: as it is when
-        # encrypting, as the input ciphertext when decrypting. At the end, E(K, J0) passes (producing) to
-        # finish GHASH, or with the expected tag (verifying) to be compared.
+        # encrypting, as the input ciphertext when decrypting. At the end, E(K, J0)
+        # passes (producing) to finish GHASH, or with the expected tag (verifying)
+        # to be compared.
         #
         # Registered, xp costs one LUT a bit (in the same logic cells as its
         # flip-flops) where combinational logic would take two, its enables being
@@ -314,10 +307,10 @@ class AesGcm(wiring.Component):
             m.d.sync += xp.eq(0)
         with m.Elif(~keep_ciphertext):
             m.d.sync += xp.eq(
-                _join_bytes((d & d_on.replicate(8)) ^ (s & s_on.replicate(8))
-                            for d, s, d_on, s_on in zip(_bytes_of(element.data),
-                                                        _bytes_of(response.payload),
-                                                        data_on, response_on))
+                _join((d & d_on.replicate(8)) ^ (s & s_on.replicate(8))
+                      for d, s, d_on, s_on in zip(_bytes_of(element.data),
+                                                  _bytes_of(response.payload),
+                                                  data_on, response_on))
                 ^ (lengths & in_lengths.replicate(128)))
         steady = Signal()                   # no step last cycle: xp follows the state
         data_was_valid = Signal()
@@ -361,7 +354,7 @@ class AesGcm(wiring.Component):
                                          (~tag_element | data_in))
         difference = [y ^ x for y, x in zip(_bytes_of(ghash.y), _bytes_of(xp))][:tag_bytes]
         m.d.comb += [
-            self.result.payload.tag.eq(_join_bytes(
+            self.result.payload.tag.eq(_join(
                 byte if n < tag_bytes else Const(0, 8)
                 for n, byte in enumerate(_bytes_of(ghash.sum)))),
             self.result.payload.tag_ok.eq(self.result.valid & header.verify & ~bad &
@@ -381,8 +374,8 @@ class AesGcm(wiring.Component):
         m.d.comb += [
             self.data.ready.eq((block_done & ~truncated) | (result_taken & tag_element) |
                                in_drain),
-            response.ready.eq(hash_key_taken | output_taken | (in_payload & truncated & hashed) |
-                              result_taken),
+            response.ready.eq(hash_key_taken | output_taken |
+                              (in_payload & truncated & hashed) | result_taken),
             self.message.ready.eq((result_taken & finished) | drained),
         ]
 
