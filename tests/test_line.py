@@ -324,12 +324,14 @@ PUBLISHED = ("period", "measurements", "valid", "nco_step", "mean_square", "sag"
              "interruption")
 
 
-def simulate_monitor(voltage, *, declared: int, consumer=lambda cycle: True):
-    """Feed ``voltage`` to a LineMonitor, each sample as soon as it takes the last; return
-    what it publishes after each sample, the event edges (index of the sample being
-    processed, kind, end, value), and the most cycles a sample took.
+def simulate_monitor(voltage, *, declared: int, consumer=None):
+    """Feed ``voltage`` to a LineMonitor, each sample as soon as it is ready; return what
+    it publishes once it has processed each sample, the event edges (index of the
+    sample being processed, kind, end, value), and the most cycles from one sample
+    taken to the next.
 
-    ``consumer(cycle)`` says whether the event stream is ready in that cycle."""
+    ``consumer(cycle)`` says whether the event stream is ready in that cycle (always,
+    without one)."""
     dut = LineMonitor(phase="l1")
     trace, events = [], []
     longest = 0
@@ -339,25 +341,30 @@ def simulate_monitor(voltage, *, declared: int, consumer=lambda cycle: True):
         ctx.set(dut.declared_voltage_squared_l1.value, declared)
         ctx.set(dut.samples.payload, int(voltage[0]))
         ctx.set(dut.samples.valid, 1)
-        ctx.set(dut.events.ready, consumer(0))
+        ctx.set(dut.events.ready, 1 if consumer is None else consumer(0))
         index, cycle, cycles = 0, 0, 0
-        async for _, _, taken, event_valid, event_ready, edge in ctx.tick().sample(
-                dut.samples.ready, dut.events.valid, dut.events.ready, dut.events.payload):
+        async for _, _, ready, valid, event_valid, event_ready, edge in ctx.tick().sample(
+                dut.samples.ready, dut.samples.valid, dut.events.valid, dut.events.ready,
+                dut.events.payload):
             cycle += 1
             cycles += 1
             if event_valid and event_ready:
                 events.append((index, edge.kind.value, edge.end, edge.value))
-            if taken:
+            if ready and valid:  # sample `index` taken
+                ctx.set(dut.samples.valid, 0)
+            elif ready:  # and processed
                 period, half_cycle = ctx.get(dut.line_period_l1), ctx.get(dut.voltage_half_cycle_l1)
                 trace.append((period.period, period.measurements, period.valid,
                               ctx.get(dut.nco_step), half_cycle.mean_square, half_cycle.sag,
                               half_cycle.swell, half_cycle.interruption))
-                longest = max(longest, cycles)
-                index, cycles = index + 1, 0
+                longest = max(longest, cycles - 1)
+                index, cycles = index + 1, 1
                 if index == len(voltage):
                     break
                 ctx.set(dut.samples.payload, int(voltage[index]))
-            ctx.set(dut.events.ready, consumer(cycle))
+                ctx.set(dut.samples.valid, 1)
+            if consumer is not None:
+                ctx.set(dut.events.ready, consumer(cycle))
 
     run_simulation(dut, bench)
     return trace, events, longest
@@ -410,7 +417,7 @@ def random_voltage(rng: random.Random, count: int) -> list[int]:
 
 
 # Declared voltages that put the stimuli's amplitudes in every kind of event.
-@pytest.mark.parametrize("seed, declared", [(3, 9000), (7, 21668), (8, 30000)])
+@pytest.mark.parametrize("seed, declared", [(3, 9000), (8, 30000)])
 def test_gateware_equals_model(seed, declared):
     """On random stimuli, the gateware publishes the model's values after every sample,
     and the same event edges in the same order, in at most MAX_CYCLES_PER_SAMPLE
@@ -648,7 +655,10 @@ def test_events_reach_the_log_with_the_utc_time_of_their_half_cycle():
             async for _, _, taken in ctx.tick().sample(top.samples.ready):
                 if taken:
                     break
-        ctx.set(top.samples.valid, 0)
+            ctx.set(top.samples.valid, 0)
+            async for _, _, idle in ctx.tick().sample(top.samples.ready):
+                if idle:
+                    break
         for number in range(ctx.get(top.log.voltage_event_head.value)):
             records.append(await read_record(ctx, top.log, number))
 

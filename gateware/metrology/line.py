@@ -219,11 +219,11 @@ def line_registers(phase: str) -> tuple[Register, ...]:
 _MEAN_SHIFT = 24
 _MEAN_STEPS, _RATIO_STEPS, _INTERPOLATION_STEPS, _NCO_STEPS = (
     32 + _MEAN_SHIFT, 32, 16 + INTERPOLATION_BITS, 49)
-#: Clock cycles :class:`LineMonitor` takes per sample at most, if the event log takes
-#: each edge at once: a half-cycle's end with event edges at a rising crossing that
-#: ends a measurement, with every magnitude bit set. By state: IDLE, MEAN, RATIO,
+#: Clock cycles from one sample taken to the next, at most, if the event log takes each
+#: edge at once: a half-cycle's end with event edges at a rising crossing that ends a
+#: measurement, with every magnitude bit set. By state: IDLE, BEGIN, MEAN, RATIO,
 #: EVALUATE, EMIT, CROSSING, INTERPOLATE, MEASURE, NCO, ROTATE, LOAD, SQUARE, DONE.
-MAX_CYCLES_PER_SAMPLE = (1 + _MEAN_STEPS + _RATIO_STEPS + 1 + 6 + 1 + _INTERPOLATION_STEPS + 1
+MAX_CYCLES_PER_SAMPLE = (2 + _MEAN_STEPS + _RATIO_STEPS + 1 + 6 + 1 + _INTERPOLATION_STEPS + 1
                          + _NCO_STEPS + 1 + MAGNITUDE_WIDTH + 2 * MAGNITUDE_WIDTH + 1)
 
 
@@ -251,9 +251,10 @@ class LineMonitor(wiring.Component):
     Attributes
     ----------
     samples : stream in, signed(24)
-        Voltage codes at the sample rate. The monitor takes a sample (raises
-        ``ready``) only once it has processed it, so the payload must hold while
-        ``valid`` is high, as :mod:`amaranth.lib.stream` requires.
+        Voltage codes at the sample rate. ``ready`` is high while the monitor is
+        idle; a sample taken keeps it busy (``ready`` low) for up to
+        :data:`MAX_CYCLES_PER_SAMPLE` cycles. So it can share a stream with other
+        consumers that take a sample when all are ready, as ``Metrology`` does.
     nco_step : Signal(32), out
         The measured line frequency as cycles per sample × 2**32: ``2**48 // period``,
         updated a few cycles after each published period, for
@@ -262,9 +263,9 @@ class LineMonitor(wiring.Component):
     events : stream out, :data:`VoltageEventEdge`
         Each start and end of a sag, swell or interruption, in the order they happen
         (within one half-cycle: ends before starts, inner events ending first and
-        starting last). The monitor waits for ``ready`` before it takes the next
-        sample: :class:`~refmeter.gateware.metrology.events.EventLog` takes an edge
-        within a few cycles.
+        starting last). The monitor holds each edge until ``ready`` and is busy
+        meanwhile: :class:`~refmeter.gateware.metrology.events.EventLog` takes an
+        edge within a few cycles.
 
     Besides these it has one port per register of :attr:`registers`
     (:func:`line_registers`; see :func:`~refmeter.gateware.registers.register_ports`).
@@ -296,9 +297,9 @@ class LineMonitor(wiring.Component):
         m = Module()
         thresholds = self._levels.thresholds
 
-        # The sample; it and everything derived from it hold until it is taken (DONE).
+        # The sample, taken when idle; it and everything derived from it hold until
+        # the next is taken.
         x = Signal(signed(16))
-        m.d.comb += x.eq(self.samples.payload >> SAMPLE_SHIFT)
         x_previous = Signal(signed(16))
         ones_magnitude = x ^ x[15].replicate(16)  # |x| for x >= 0, |x| - 1 below
         m_bits = Cat(Const(1, 1), ones_magnitude[16 - MAGNITUDE_WIDTH:15])  # m, odd
@@ -408,12 +409,17 @@ class LineMonitor(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += self.samples.ready.eq(1)
                 with m.If(self.samples.valid):
-                    with m.If(half_cycle_end):
-                        m.d.sync += [remainder.eq(0), steps.eq(_MEAN_STEPS)]
-                        m.next = "MEAN"
-                    with m.Else():
-                        load_magnitude()
+                    m.d.sync += x.eq(self.samples.payload >> SAMPLE_SHIFT)
+                    m.next = "BEGIN"
+
+            with m.State("BEGIN"):
+                with m.If(half_cycle_end):
+                    m.d.sync += [remainder.eq(0), steps.eq(_MEAN_STEPS)]
+                    m.next = "MEAN"
+                with m.Else():
+                    load_magnitude()
 
             with m.State("MEAN"):  # (S << 24) // period, saturated to 32 bits
                 # S enters most significant bit first, then zeros; the quotient leaves
@@ -513,7 +519,6 @@ class LineMonitor(wiring.Component):
                         m.next = "DONE"
 
             with m.State("DONE"):
-                m.d.comb += self.samples.ready.eq(1)
                 m.d.sync += [x_previous.eq(x),
                              half_cycle_samples.eq(Mux(half_cycle_end, 1, half_cycle_samples + 1)),
                              time[INTERPOLATION_BITS:].eq(time[INTERPOLATION_BITS:] + 1)]
