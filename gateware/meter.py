@@ -18,8 +18,9 @@ from amaranth.lib.wiring import In, Out
 from .adc.ads131m04 import ADS131M04Receiver
 from .hostlink.link import HostLink
 from .hostlink.uart import baud_divisor
-from .metrology import spec
-from .metrology.core import Metrology, metrology_registers
+from .metrology.core import PHASE_NAMES, Metrology, metrology_registers
+from .metrology.events import EventLog
+from .metrology.line import LineMonitor, line_registers
 from .metrology.profile import LoadProfile
 from .registers import Access, Field, Register, RegisterBank, RegisterMap, connect_registers
 from .rtc import RealTimeClock
@@ -64,6 +65,8 @@ PHASES = 1
 #: Load-profile records kept in block RAM, a power of two: 512 half-hours (10.7 days)
 #: take 12 of the iCE40 UP5K's 30 EBRs. Boards with more block RAM pass more.
 PROFILE_CAPACITY = 512
+#: Voltage event records kept in block RAM, a power of two: 256 fill 4 EBRs.
+EVENT_CAPACITY = 256
 
 
 def meter_register_map() -> RegisterMap:
@@ -77,6 +80,9 @@ def meter_register_map() -> RegisterMap:
     register_map.add_block(0x0100, RealTimeClock.REGISTERS)
     register_map.add_block(0x0200, metrology_registers(PHASES))
     register_map.add_block(0x0300, LoadProfile.REGISTERS)
+    register_map.add_block(0x0400, tuple(register for phase in PHASE_NAMES[:PHASES]
+                                         for register in line_registers(phase)))
+    register_map.add_block(0x0500, EventLog.REGISTERS)
     return register_map
 
 
@@ -120,6 +126,8 @@ class Meter(wiring.Component):
         Idle time after which a partly received frame is dropped, ms.
     profile_capacity : int
         Load-profile records kept in block RAM, a power of two.
+    event_capacity : int
+        Voltage event records kept in block RAM, a power of two.
 
     Attributes
     ----------
@@ -144,7 +152,7 @@ class Meter(wiring.Component):
 
     def __init__(self, *, clk_freq: int, baud: int, meter_id: int = DEMO_METER_ID,
                  build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False,
-                 profile_capacity: int = PROFILE_CAPACITY):
+                 profile_capacity: int = PROFILE_CAPACITY, event_capacity: int = EVENT_CAPACITY):
         if not 0 <= meter_id < 1 << 64:
             raise ValueError(f"Meter id must be an EUI-64 (64-bit), not {meter_id:#x}")
         if not 0 <= build_hash < 1 << 32:
@@ -157,6 +165,7 @@ class Meter(wiring.Component):
         self._build_hash = build_hash
         self._frame_timeout = frame_timeout_ms * clk_freq // 1000
         self._profile_capacity = profile_capacity
+        self._event_capacity = event_capacity
         self._register_map = meter_register_map()
         members = {
             "uart_rx": In(1, init=1),
@@ -212,15 +221,27 @@ class Meter(wiring.Component):
             adc.drdy_n.eq(self.adc_drdy_n),
         ]
 
-        # Channel 0 measures the voltage, channel 1 the current.
+        # Channel 0 measures the voltage, channel 1 the current. The line monitor takes
+        # the voltage as the ADC gives it (its offset shifts every crossing alike and
+        # adds nothing measurable to Urms(1/2)); a sample set goes to both consumers
+        # when both are ready, and the monitor's frequency tunes the metrology's Q1.
+        m.submodules.line_l1 = line = LineMonitor(phase="l1")
         m.d.comb += [
             metrology.samples.payload[0].voltage.eq(adc.samples.payload[0]),
             metrology.samples.payload[0].current.eq(adc.samples.payload[1]),
-            metrology.samples.valid.eq(adc.samples.valid),
-            adc.samples.ready.eq(metrology.samples.ready),
-            metrology.nco_step[0].eq(spec.nco_step(50)),
+            line.samples.payload.eq(adc.samples.payload[0]),
+            metrology.samples.valid.eq(adc.samples.valid & line.samples.ready),
+            line.samples.valid.eq(adc.samples.valid & metrology.samples.ready),
+            adc.samples.ready.eq(metrology.samples.ready & line.samples.ready),
+            metrology.nco_step[0].eq(line.nco_step),
         ]
         connect_registers(m, bank, metrology, metrology.registers)
+        connect_registers(m, bank, line, line.registers)
+
+        m.submodules.events = events = EventLog(capacity=self._event_capacity, phases=PHASES)
+        wiring.connect(m, line.events, events.events[0])
+        m.d.comb += [events.utc_seconds.eq(rtc.seconds), events.utc_millisecond.eq(rtc.millisecond)]
+        connect_registers(m, bank, events, events.registers)
 
         # The load profile records the total energy; with one phase that is phase l1's.
         m.submodules.profile = profile = LoadProfile(capacity=self._profile_capacity)

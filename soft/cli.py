@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .calibration import calibrate_gain, calibrate_phase_angle
 from .device import Meter, format_eui64, utc_datetime
+from .events import read_events
 from .measurements import phases, read_phase
 from .errors import LinkError, MeterError
 from .profile import CSV_COLUMNS, ProfileRecord, read_profile
@@ -113,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     profile_format.add_argument("--json", action="store_true", help="machine-readable output")
     profile_format.add_argument("--csv", action="store_true",
                                 help="one CSV row per record, times in ISO 8601 UTC")
+
+    events = command("events", "read the meter's voltage event log: sags, swells and "
+                               "interruptions, oldest first", """
+        refmeter --url socket://127.0.0.1:7700 events
+        refmeter --url /dev/ttyUSB1 events --json""")
+    events.add_argument("--json", action="store_true", help="machine-readable output")
 
     calibrate = command("calibrate", "one-point gain (and phase) calibration against a "
                                      "reference load, with the seal open", """
@@ -274,7 +281,10 @@ def _cmd_read(args: argparse.Namespace) -> int:
         print(f"  phase {reading.phase}: {reading.voltage_rms_v:.2f} V  {reading.current_rms_a:.3f} A  "
               f"{reading.active_power_w:.1f} W  {reading.apparent_power_va:.1f} VA  PF {power_factor}"
               f"  (last {reading.window_s:g} s)")
-        print(f"            Q1 {reading.reactive_power_var:.1f} var (last fundamental window)")
+        print(f"            Q1 {reading.reactive_power_var:.1f} var (last fundamental window)  "
+              f"{'-' if reading.frequency_hz is None else format(reading.frequency_hz, '.3f')} Hz  "
+              f"Urms(1/2) {reading.voltage_half_cycle_v:.2f} V"
+              + "".join(f"  {event.upper()}" for event in reading.voltage_events))
         print(f"            +A {reading.active_energy_import_wh} Wh  -A {reading.active_energy_export_wh} Wh"
               f"  ({reading.energy_pending_wh:+.3f} Wh not yet counted)")
         quadrants = " ".join(f"Q{number} {value}" for number, value
@@ -340,6 +350,22 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         start = "-" if record.start is None else record.start.isoformat()
         print(f"  {record.number:>10}  {start:<25}  {record.end.isoformat():<25}  "
               f"{record.active_import_wh:>10}  {record.active_export_wh:>10}  {_profile_flags(record)}")
+    return EXIT_OK
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    with _open_meter(args) as meter:
+        events = read_events(meter)
+    if args.json:
+        print(json.dumps({"url": args.url, "events": [event.to_json() for event in events]},
+                         indent=2))
+        return EXIT_OK
+    print(f"meter at {args.url}: {len(events)} voltage event edges, oldest first")
+    for event in events:
+        extreme = "lowest" if event.kind != "swell" else "highest"
+        print(f"  {event.number:>10}  {event.time.isoformat(timespec='milliseconds')}  "
+              f"{event.phase}  {event.kind:<12} {'end' if event.end else 'start':<5}  "
+              f"{extreme} {event.extreme_voltage_v:.2f} V")
     return EXIT_OK
 
 
@@ -487,7 +513,7 @@ def _cmd_program(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"demo": _cmd_demo, "sim": _cmd_sim, "read": _cmd_read, "write": _cmd_write,
-             "regs": _cmd_regs, "profile": _cmd_profile, "calibrate": _cmd_calibrate, "build": _cmd_build, "program": _cmd_program}
+             "regs": _cmd_regs, "profile": _cmd_profile, "events": _cmd_events, "calibrate": _cmd_calibrate, "build": _cmd_build, "program": _cmd_program}
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -9,10 +9,12 @@ import math
 from dataclasses import asdict, dataclass
 
 from refmeter.gateware.metrology.core import PHASE_NAMES, QUADRANTS
+from refmeter.gateware.metrology.line import PERIOD_FRACTION
 from refmeter.gateware.metrology.spec import COUNTER_WIDTH, FUNDAMENTAL_WINDOW_LOG2, SAMPLE_RATE_HZ
 
 from .device import Meter
 from .errors import MeterError
+from .events import half_cycle_voltage
 
 __all__ = ["PhaseMeasurements", "read_phase", "phases"]
 
@@ -40,6 +42,9 @@ class PhaseMeasurements:
     reactive_energy_export_varh: int    #: -R: quadrants III + IV
     reactive_energy_quadrants_varh: tuple[int, int, int, int]  #: I, II, III, IV
     reactive_pending_varh: float        #: signed reactive energy not yet counted
+    frequency_hz: float | None          #: mean over the last 64 cycles; None without voltage
+    voltage_half_cycle_v: float         #: Urms(1/2): over the last cycle, refreshed each half-cycle
+    voltage_events: tuple[str, ...]     #: events in progress: "sag", "swell", "interruption"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -78,6 +83,8 @@ def read_phase(meter: Meter, phase: str = "l1") -> PhaseMeasurements:
     quantum = int(meter.read(f"energy_quantum_{phase}")) or 1
     quadrants = tuple(int(meter.read(f"reactive_{quadrant}_varh_{phase}")) for quadrant in QUADRANTS)
     wrap = 1 << COUNTER_WIDTH
+    line = meter.read(f"line_period_{phase}")
+    half_cycle = meter.read(f"voltage_half_cycle_{phase}")
     return PhaseMeasurements(
         phase=phase,
         windows_completed=before,
@@ -96,4 +103,9 @@ def read_phase(meter: Meter, phase: str = "l1") -> PhaseMeasurements:
         reactive_energy_export_varh=(quadrants[2] + quadrants[3]) % wrap,
         reactive_energy_quadrants_varh=quadrants,
         reactive_pending_varh=int(meter.read(f"reactive_fraction_{phase}")) / quantum,
+        # The period is measured against the sample clock, taken to be nominal.
+        frequency_hz=SAMPLE_RATE_HZ * (1 << PERIOD_FRACTION) / line["period"]
+        if line["valid"] and line["period"] else None,
+        voltage_half_cycle_v=half_cycle_voltage(half_cycle["mean_square"], volts_per_code),
+        voltage_events=tuple(kind for kind in ("sag", "swell", "interruption") if half_cycle[kind]),
     )

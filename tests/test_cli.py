@@ -184,12 +184,50 @@ def test_simulated_load_is_measured_through_the_whole_meter(tmp_path):
         # for 3 s is 1.5 varh).
         assert phase["reactive_power_var"] == pytest.approx(-240 * 12.5 * 0.6, rel=0.001)
         assert phase["reactive_energy_quadrants_varh"] == [0, 0, 0, 1]
+        # The frequency is measured against the meter's sample clock, which the
+        # simulated front end runs 23 ppm fast (1.15 mHz at 50 Hz).
+        assert phase["frequency_hz"] == pytest.approx(50 / (1 + 23e-6), abs=0.0005)
+        assert phase["voltage_half_cycle_v"] == pytest.approx(240, rel=0.002)
+        assert phase["voltage_events"] == []
+        assert json.loads(refmeter("--url", url, "events", "--json").stdout)["events"] == []
         assert reading["registers"]["adc_status"]["crc_errors"] == 0
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
         process.stdout.close()
         process.stderr.close()
+
+
+def test_a_sag_is_logged_with_its_time_and_depth():
+    """A supply at 65 % of the declared 230 V is a sag from the first whole cycle: the
+    log holds its start, stamped with the meter's UTC time, with the voltage; `refmeter
+    read` shows it in progress, and the line frequency (49.7 Hz) to within 1 mHz."""
+    require_simulator("verilator")
+    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
+                                "--voltage", "150", "--current", "1", "--frequency", "49.7"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(process.stdout.readline())["url"]
+        deadline = time.monotonic() + 60
+        while True:  # a frequency needs 64 cycles
+            events = json.loads(refmeter("--url", url, "events", "--json").stdout)["events"]
+            reading = json.loads(refmeter("--url", url, "read", "--json").stdout)
+            if events and reading["measurements"]["l1"]["frequency_hz"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()
+    (event,) = events
+    assert (event["phase"], event["kind"], event["end"]) == ("l1", "sag", False)
+    assert event["extreme_voltage_v"] == pytest.approx(150, rel=0.005)
+    # The simulated meter starts at the host's time.
+    started = datetime.datetime.fromisoformat(event["time"])
+    assert abs(started - datetime.datetime.now(datetime.timezone.utc)) < datetime.timedelta(minutes=2)
+    assert reading["measurements"]["l1"]["voltage_events"] == ["sag"]
+    assert reading["measurements"]["l1"]["frequency_hz"] == pytest.approx(49.7 / (1 + 23e-6), abs=0.001)
 
 
 def test_malformed_load_file_is_refused(tmp_path, capsys):
