@@ -162,7 +162,8 @@ class LineModel:
     """One phase's :class:`LineMonitor` state, advanced by :meth:`run` over blocks of
     voltage samples (ADC codes, signed 24-bit)."""
 
-    #: Declared voltage Udin squared, 2**30 codes² (the ``declared`` input); 0: no events.
+    #: Declared voltage Udin squared, 2**30 codes² (``declared_voltage_squared_l1``);
+    #: 0: no events.
     declared: int
     levels: line.EventLevels = line.DEFAULT_LEVELS
     nominal_frequency_hz: float = 50.0
@@ -185,7 +186,10 @@ class LineModel:
         measurements = np.zeros((count // 2 + 1, 3), dtype=np.int64)
         half_cycles = np.zeros((count + 1, 2), dtype=np.int64)
         events = np.zeros((3 * count + 3, 4), dtype=np.int64)
-        levels = np.array(list(self.levels.thresholds.values()), dtype=np.int64)
+        thresholds = self.levels.thresholds
+        levels = np.array([thresholds[name] for name in (
+            "sag_start", "sag_end", "swell_start", "swell_end", "interruption_start",
+            "interruption_end")], dtype=np.int64)
         n_measurements, n_half_cycles, n_events = _run(
             voltage, self.declared, levels, _CONSTANTS, self._state, measurements, half_cycles,
             events)

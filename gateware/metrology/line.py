@@ -130,12 +130,12 @@ class EventLevels:
     hysteresis_percent: float = 2.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.interruption_percent < self.sag_percent < 100 < self.swell_percent < 180:
+        if not 0 < self.interruption_percent < self.sag_percent < 100 < self.swell_percent:
             raise ValueError(f"Event levels must satisfy 0 < interruption < sag < 100 < swell "
-                             f"< 180 %, not {self}")
-        if not 0 <= self.hysteresis_percent < self.interruption_percent:
-            raise ValueError(f"Hysteresis of {self.hysteresis_percent} % must be below the "
-                             f"interruption level")
+                             f"(percent), not {self}")
+        if not 0 <= 2 * self.hysteresis_percent < self.swell_percent - self.sag_percent:
+            raise ValueError(f"A hysteresis of {self.hysteresis_percent} % would make a sag end "
+                             f"above where a swell ends")
 
     @staticmethod
     def _ratio(percent: float) -> int:
@@ -180,7 +180,7 @@ def declared_voltage_squared(voltage_v: float, volts_per_code: float) -> int:
 VoltageEventEdge = data.StructLayout({
     "kind": EventKind,
     "end": 1,                        # 0: the event started; 1: it ended
-    "value": HALF_CYCLE_MS_WIDTH,    # half_cycle_ms, or the extreme at a sag's or swell's end
+    "value": HALF_CYCLE_MS_WIDTH,    # the event's extreme half_cycle_ms so far
 })
 
 
@@ -387,9 +387,9 @@ class LineMonitor(wiring.Component):
                     ~sag & new_sag, ~swell & new_swell, ~interruption & new_interruption)
         edge = edges.bit_select(slot, 1)
         with m.Switch(slot):
-            for index, kind in enumerate([EventKind.INTERRUPTION, EventKind.SAG, EventKind.SWELL,
-                                          EventKind.SAG, EventKind.SWELL, EventKind.INTERRUPTION]):
-                with m.Case(index):
+            for number, kind in enumerate([EventKind.INTERRUPTION, EventKind.SAG, EventKind.SWELL,
+                                           EventKind.SAG, EventKind.SWELL, EventKind.INTERRUPTION]):
+                with m.Case(number):
                     m.d.comb += self.events.payload.kind.eq(kind)
         m.d.comb += [
             self.events.payload.end.eq(slot < 3),
