@@ -12,6 +12,8 @@ that has since taken its slot, if the head read afterwards is at most
 
 from typing import Callable
 
+from refmeter.gateware.metrology.ring import RING_REGISTERS
+
 from .device import Meter
 from .errors import MeterError
 from .registers import RegisterValue
@@ -39,7 +41,7 @@ def read_ring(meter: Meter, name: str, *, what: str,
     :class:`~refmeter.soft.errors.MeterError` if this host's register map has no
     such ring (``what`` names it in the message).
     """
-    for register in ("capacity", "head", "select", "record"):
+    for register in RING_REGISTERS:
         try:
             meter.register_map.address_of(f"{name}_{register}")
         except KeyError:

@@ -15,8 +15,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
-from ..registers import Access, Field, Register, register_ports
+from ..registers import Field, Register, register_ports
 from .line import HALF_CYCLE_MS_WIDTH, EventKind, VoltageEventEdge
+from .ring import ring_registers, show_selected_record
 
 __all__ = ["EventLog", "VoltageEventRecord", "EVENT_LOG_CAPACITY"]
 
@@ -69,15 +70,7 @@ class EventLog(wiring.Component):
     read afterwards, ``head - capacity <= voltage_event_select < head``.
     """
 
-    REGISTERS = (
-        Register.number("voltage_event_capacity", Access.RO, 32,
-                        "records the voltage event ring holds"),
-        Register.number("voltage_event_head", Access.RO, 32,
-                        "voltage event records written since power-up (wraps); the ring "
-                        "holds records head - capacity to head - 1"),
-        Register.number("voltage_event_select", Access.RW, 32,
-                        "number of the voltage event record that voltage_event_record shows"),
-        Register("voltage_event_record", Access.RO, (
+    REGISTERS = ring_registers("voltage_event", "voltage event", (
             Field("seconds", 32, "UTC seconds when the edge was decided"),
             Field("millisecond", 10, "milliseconds into that second, 0..999"),
             Field("kind", 2, "0: sag (dip), 1: swell, 2: interruption (loss of voltage)"),
@@ -87,10 +80,7 @@ class EventLog(wiring.Component):
                   "Urms(1/2) squared, 2**30 codes²: the lowest since the sag began (sags, "
                   "interruptions) or the highest since the swell began (swells), up to "
                   "this edge"),
-        ), "the voltage event record in the slot of voltage_event_select; it is record "
-           "voltage_event_select if head - capacity <= voltage_event_select < head "
-           "afterwards"),
-    )
+    ))
 
     def __init__(self, *, capacity: int, phases: int = 1):
         # At least 2, so that consecutive records go to different slots.
@@ -156,11 +146,6 @@ class EventLog(wiring.Component):
         with m.If(writing):
             m.d.sync += head.eq(head + 1)
 
-        m.d.comb += read.addr.eq(self.voltage_event_select.value[:index_width])
-        with m.If(~writing | (write.addr != read.addr)):
-            m.d.sync += self.voltage_event_record.eq(read.data)
-        m.d.comb += [
-            self.voltage_event_head.value.eq(head),
-            self.voltage_event_capacity.value.eq(self._capacity),
-        ]
+        show_selected_record(m, self, "voltage_event", read=read, head=head,
+                             capacity=self._capacity, hold=writing & (write.addr == read.addr))
         return m

@@ -18,6 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
 from ..registers import Access, Field, Register, register_ports
+from .ring import ring_registers, show_selected_record
 
 __all__ = ["LoadProfile", "ProfileRecord", "DEFAULT_INTERVAL_S", "INTERVAL_WIDTH",
            "ENERGY_WIDTH", "CHECK_CYCLES"]
@@ -93,22 +94,14 @@ class LoadProfile(wiring.Component):
                         "multiple of it; applies from the next second; 0 records nothing "
                         "(the interval in progress stays open)",
                         init=DEFAULT_INTERVAL_S, sealed=True),
-        Register.number("profile_capacity", Access.RO, 32,
-                        "records the load-profile ring holds"),
-        Register.number("profile_head", Access.RO, 32,
-                        "load-profile records written since power-up (wraps); the ring "
-                        "holds records head - capacity to head - 1"),
-        Register.number("profile_select", Access.RW, 32,
-                        "number of the load-profile record that profile_record shows"),
-        Register("profile_record", Access.RO, (
+        *ring_registers("profile", "load-profile", (
             Field("end_seconds", 32, "UTC seconds at the end of the interval"),
             Field("active_import_wh", ENERGY_WIDTH, "+A energy in the interval, Wh quanta"),
             Field("active_export_wh", ENERGY_WIDTH, "-A energy in the interval, Wh quanta"),
             Field("power_up", 1, "1: the interval began at power-up or reset (partial)"),
             Field("clock_set", 1, "1: the clock was set during the interval"),
             Field("interval_changed", 1, "1: the interval length changed during the interval"),
-        ), "the load-profile record in the slot of profile_select; it is record "
-           "profile_select if head - capacity <= profile_select < head afterwards"),
+        )),
     )
 
     def __init__(self, *, capacity: int):
@@ -227,11 +220,6 @@ class LoadProfile(wiring.Component):
                 m.d.sync += flags.interval_changed.eq(1)
 
         # Host side: the record in the selected slot, as it was at one clock edge.
-        m.d.comb += read.addr.eq(self.profile_select.value[:index_width])
-        with m.If(~boundary):
-            m.d.sync += self.profile_record.eq(read.data)
-        m.d.comb += [
-            self.profile_head.value.eq(head),
-            self.profile_capacity.value.eq(self._capacity),
-        ]
+        show_selected_record(m, self, "profile", read=read, head=head,
+                             capacity=self._capacity, hold=boundary)
         return m
