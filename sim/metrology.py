@@ -22,8 +22,12 @@ __all__ = ["PhaseCalibration", "PhaseModel"]
  _THETA, _VC, _VS, _IC, _IS, _SUM_PF, _FUNDAMENTAL_COUNT, _REACTIVE, _QUADRANT_1, _QUADRANT_2,
  _QUADRANT_3, _QUADRANT_4, _IMPORTING, _STATE_SIZE) = range(27)
 
-_NCO_MASK = (1 << spec.NCO_WIDTH) - 1
-_INDEX_SHIFT = spec.NCO_WIDTH - spec.REFERENCE_INDEX_WIDTH
+#: The spec's constants, handed to the compiled kernel as an argument, like the
+#: reference table: numba would freeze constants it read from ``spec`` into its cached
+#: code, and a change to spec.py (another file) would not invalidate that cache.
+_CONSTANTS = np.array([spec.DC_SHIFT, spec.PHASE_COEFFICIENT_FRACTION, spec.SAMPLE_MIN,
+                       spec.SAMPLE_MAX, (1 << spec.NCO_WIDTH) - 1,
+                       spec.NCO_WIDTH - spec.REFERENCE_INDEX_WIDTH], dtype=np.int64)
 #: The reference, all 1024 values of spec.reference().
 _COS, _SIN = (np.array(values, dtype=np.int64) for values in
               zip(*(spec.reference(index) for index in range(1 << spec.REFERENCE_INDEX_WIDTH))))
@@ -50,8 +54,8 @@ class PhaseCalibration:
 
 
 @numba.njit(cache=True)
-def _saturate(value):
-    return max(spec.SAMPLE_MIN, min(spec.SAMPLE_MAX, value))
+def _saturate(value, low, high):
+    return max(low, min(high, value))
 
 
 @numba.njit(cache=True)
@@ -67,9 +71,11 @@ def _count_reactive_quantum(state, quantum):
 
 @numba.njit(cache=True)
 def _run(voltage, current, start, coefficient, quantum, threshold, window, fundamental_window,
-         nco_step, cos, sin, state, windows, published):
+         nco_step, constants, cos, sin, state, windows, published):
     """Run from sample set ``start`` to the end of the block or of a fundamental
     window, whichever comes first; return the sample set after the last one run."""
+    dc_shift, coefficient_fraction, sample_min, sample_max, nco_mask, index_shift = (
+        constants[0], constants[1], constants[2], constants[3], constants[4], constants[5])
     dc_v, dc_i = state[_DC_V], state[_DC_I]
     v_delayed, i_previous, i_compensated = state[_V_DELAYED], state[_I_PREVIOUS], state[_I_COMPENSATED]
     sum_p, sum_v, sum_i, count = state[_SUM_P], state[_SUM_V], state[_SUM_I], state[_COUNT]
@@ -78,15 +84,16 @@ def _run(voltage, current, start, coefficient, quantum, threshold, window, funda
     vc, vs, ic, is_ = state[_VC], state[_VS], state[_IC], state[_IS]
     n = start
     while n < voltage.shape[0]:
-        difference = voltage[n] - (dc_v >> spec.DC_SHIFT)
+        difference = voltage[n] - (dc_v >> dc_shift)
         dc_v += difference
-        v_ac = _saturate(difference)
-        difference = current[n] - (dc_i >> spec.DC_SHIFT)
+        v_ac = _saturate(difference, sample_min, sample_max)
+        difference = current[n] - (dc_i >> dc_shift)
         dc_i += difference
-        i_ac = _saturate(difference)
+        i_ac = _saturate(difference, sample_min, sample_max)
 
         i_compensated = _saturate(
-            i_previous + ((coefficient * (i_ac - i_compensated)) >> spec.PHASE_COEFFICIENT_FRACTION))
+            i_previous + ((coefficient * (i_ac - i_compensated)) >> coefficient_fraction),
+            sample_min, sample_max)
         power = v_delayed * i_compensated
         sum_p += power
         sum_pf += power
@@ -113,8 +120,8 @@ def _run(voltage, current, start, coefficient, quantum, threshold, window, funda
         else:
             count += 1
 
-        index = theta >> _INDEX_SHIFT
-        theta = (theta + nco_step) & _NCO_MASK
+        index = theta >> index_shift
+        theta = (theta + nco_step) & nco_mask
         vc += v_delayed * cos[index]
         vs += v_delayed * sin[index]
         ic += i_compensated * cos[index]
@@ -180,7 +187,7 @@ class PhaseModel:
             start = _run(voltage, current, start, calibration.phase_coefficient,
                          calibration.energy_quantum, calibration.noload_threshold,
                          calibration.window_samples, 1 << self.fundamental_window_log2,
-                         self.nco_step, _COS, _SIN, self._state, windows, published)
+                         self.nco_step, _CONSTANTS, _COS, _SIN, self._state, windows, published)
             if self._state[_FUNDAMENTAL_COUNT] == 1 << self.fundamental_window_log2:
                 self._end_fundamental_window(start - 1)
         return windows[:published[0]]
