@@ -17,6 +17,7 @@ current for each power factor, like a test certificate.
 import argparse
 import math
 import time
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def run_point(meter: MeterUnderTest, point: Point, seeds: int) -> np.ndarray:
         getattr(reading, f"{point.quantity}_error")
         for seed in range(seeds)
         for reading in meter.measure(point.load, interval_s=point.interval_s, intervals=1,
-                                     rng=np.random.default_rng([seed, hash(point.name) & 0xFFFF_FFFF]))])
+                                     rng=np.random.default_rng([seed, zlib.crc32(point.name.encode())]))])
 
 
 def creep_and_start(meter: MeterUnderTest, rng: np.random.Generator) -> list[str]:
