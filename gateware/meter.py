@@ -22,8 +22,11 @@ from .metrology.core import PHASE_NAMES, Metrology, metrology_registers
 from .metrology.events import EventLog
 from .metrology.line import LineMonitor, line_registers
 from .metrology.profile import LoadProfile
-from .registers import Access, Field, Register, RegisterBank, RegisterMap, connect_registers
+from .registers import (Access, Field, Register, RegisterBank, RegisterBusArbiter, RegisterMap,
+                        connect_registers)
 from .rtc import RealTimeClock
+from .security.frames import system_title
+from .security.unit import SecurityResult, SecurityUnit
 
 __all__ = ["Meter", "meter_register_map", "gateware_version", "source_revision",
            "DEMO_METER_ID"]
@@ -83,6 +86,7 @@ def meter_register_map() -> RegisterMap:
     register_map.add_block(0x0400, tuple(register for phase in PHASE_NAMES[:PHASES]
                                          for register in line_registers(phase)))
     register_map.add_block(0x0500, EventLog.REGISTERS)
+    register_map.add_block(0x0600, SecurityUnit.REGISTERS)
     return register_map
 
 
@@ -128,6 +132,11 @@ class Meter(wiring.Component):
         Load-profile records kept in block RAM, a power of two.
     event_capacity : int
         Voltage event records kept in block RAM, a power of two.
+    security : bool
+        Build the security unit (key slots, authenticated writes, sealed readings).
+        Without it the registers are there, ``security_status.result`` says
+        ``NO_ENGINE``, and nothing that needs an authenticated write can be written:
+        a build for a board that cannot hold the AES-GCM engine yet.
 
     Attributes
     ----------
@@ -152,7 +161,8 @@ class Meter(wiring.Component):
 
     def __init__(self, *, clk_freq: int, baud: int, meter_id: int = DEMO_METER_ID,
                  build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False,
-                 profile_capacity: int = PROFILE_CAPACITY, event_capacity: int = EVENT_CAPACITY):
+                 profile_capacity: int = PROFILE_CAPACITY, event_capacity: int = EVENT_CAPACITY,
+                 security: bool = True):
         if not 0 <= meter_id < 1 << 64:
             raise ValueError(f"Meter id must be an EUI-64 (64-bit), not {meter_id:#x}")
         if not 0 <= build_hash < 1 << 32:
@@ -166,6 +176,7 @@ class Meter(wiring.Component):
         self._frame_timeout = frame_timeout_ms * clk_freq // 1000
         self._profile_capacity = profile_capacity
         self._event_capacity = event_capacity
+        self._security = security
         self._register_map = meter_register_map()
         members = {
             "uart_rx": In(1, init=1),
@@ -203,13 +214,16 @@ class Meter(wiring.Component):
             data_width=self._register_map.data_width, divisor=self._divisor,
             frame_timeout=self._frame_timeout)
         m.submodules.rtc = rtc = RealTimeClock(clk_freq=self._clk_freq)
+        with m.If(bank.utc_set.written):
+            m.d.comb += [rtc.set.valid.eq(1), rtc.set.payload.eq(bank.utc_set.data.value)]
         if "utc_preset" in self.signature.members:
-            wiring.connect(m, wiring.flipped(self.utc_preset), rtc.set)
+            with m.Elif(self.utc_preset.valid):
+                m.d.comb += [rtc.set.valid.eq(1), rtc.set.payload.eq(self.utc_preset.payload),
+                             self.utc_preset.ready.eq(1)]
 
         m.submodules.adc = adc = ADS131M04Receiver(sclk_divisor=2)
         m.submodules.metrology = metrology = Metrology(phases=PHASES)
 
-        wiring.connect(m, hostlink.bus, bank.bus)
         m.d.comb += [
             hostlink.rx.eq(self.uart_rx),
             self.uart_tx.eq(hostlink.tx),
@@ -252,6 +266,30 @@ class Meter(wiring.Component):
             profile.export_wh.eq(metrology.active_export_wh_l1.value),
         ]
         connect_registers(m, bank, profile, profile.registers)
+
+        if self._security:
+            # The security unit writes through the bank in cycles the host link leaves free.
+            m.submodules.bus_arbiter = arbiter = RegisterBusArbiter(
+                data_width=self._register_map.data_width)
+            m.submodules.security = security = SecurityUnit(
+                meter_id=self._meter_id, data_width=self._register_map.data_width)
+            wiring.connect(m, hostlink.bus, arbiter.first)
+            wiring.connect(m, security.bus, arbiter.second)
+            wiring.connect(m, arbiter.target, bank.bus)
+            m.d.comb += [
+                security.bus_granted.eq(arbiter.second_granted),
+                security.profile_record.eq(profile.profile_record.as_value()),
+                security.utc_seconds.eq(rtc.seconds),
+                security.import_wh.eq(metrology.active_import_wh_l1.value),
+                security.export_wh.eq(metrology.active_export_wh_l1.value),
+            ]
+            connect_registers(m, bank, security, security.registers)
+        else:
+            wiring.connect(m, hostlink.bus, bank.bus)
+            m.d.comb += [
+                bank.system_title.value.eq(int.from_bytes(system_title(self._meter_id), "big")),
+                bank.security_status.result.eq(SecurityResult.NO_ENGINE),
+            ]
 
         # The seal: an input synchronised like any pin, and a count of what it let through.
         seal_open = Signal()

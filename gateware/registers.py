@@ -4,8 +4,9 @@ declarations and the host builds its register map from the same objects.
 A :class:`Register` names its fields (least significant first), its access and its
 description. A :class:`RegisterMap` gives each register a 16-bit word address.
 :class:`RegisterBank` turns a map into logic: a :class:`RegisterBus` target that
-decodes addresses, enforces access and length, holds the storage of ``rw`` and
-``wo`` registers and reads ``ro`` registers from the components that own them.
+decodes addresses, enforces access, guards and length, holds the storage of ``rw``
+registers, passes ``wo`` writes to the components that take them and reads ``ro``
+registers from the components that own them.
 
 Register values travel on the wire big-endian, in as many whole bytes as the
 register is wide.
@@ -17,14 +18,15 @@ import json
 from dataclasses import dataclass
 from typing import Iterator
 
-from amaranth.hdl import Const, Module, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .hostlink.protocol import MAX_PAYLOAD, Status
+from .security.authority import Authority
 
-__all__ = ["Access", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterBank",
-           "register_ports", "connect_registers"]
+__all__ = ["Access", "Guard", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterBank",
+           "RegisterBusArbiter", "register_ports", "connect_registers"]
 
 
 class Access(enum.Enum):
@@ -32,7 +34,7 @@ class Access(enum.Enum):
 
     RW = "rw"  #: host reads and writes; the bank holds the value
     RO = "ro"  #: host reads; a gateware component drives the value
-    WO = "wo"  #: host writes; reading is refused (keys, commands)
+    WO = "wo"  #: host writes, the owning component takes the value; reading is refused
 
     @property
     def readable(self) -> bool:
@@ -41,6 +43,23 @@ class Access(enum.Enum):
     @property
     def writable(self) -> bool:
         return self is not Access.RO
+
+
+class Guard(enum.Enum):
+    """Which writes a writable register takes. A *plain* write comes from the host
+    link as it is; an *authenticated* one from the security unit, once it has
+    verified a command's tag under an authority's key (docs/security.md)."""
+
+    OPEN = "open"                   #: any write
+    SEAL = "seal"                   #: only while the seal is open (calibration)
+    AUTHENTICATED = "authenticated"  #: only authenticated, from a listed authority
+    #: plain writes while the seal is open (provisioning), or authenticated ones (key slots)
+    PROVISIONING = "provisioning"
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether authenticated writes reach the register, so authorities are named."""
+        return self in (Guard.AUTHENTICATED, Guard.PROVISIONING)
 
 
 @dataclass(frozen=True)
@@ -77,19 +96,26 @@ class Register:
     """A register: fields listed least significant first, padded to whole bytes.
 
     A register with a single field is a plain number to the host; one with several
-    fields is a record of them. A ``sealed`` register (calibration) can be written
-    only while the meter's seal is open.
+    fields is a record of them. ``guard`` says which writes it takes, and
+    ``authorities`` which authorities' authenticated commands may write it.
     """
 
     name: str
     access: Access
     fields: tuple[Field, ...]
     description: str
-    sealed: bool = False
+    guard: Guard = Guard.OPEN
+    authorities: frozenset[Authority] = frozenset()
 
     def __post_init__(self) -> None:
-        if self.sealed and not self.access.writable:
-            raise ValueError(f"Register {self.name!r} is read-only, so it cannot be sealed")
+        if self.guard is not Guard.OPEN and not self.access.writable:
+            raise ValueError(f"Register {self.name!r} is read-only, so it cannot be guarded")
+        if self.guard.authenticated != bool(self.authorities):
+            raise ValueError(f"Register {self.name!r}: name the authorities that may write it "
+                             f"if and only if its guard takes authenticated writes")
+        if self.access is Access.WO and any(field.init for field in self.fields):
+            raise ValueError(f"Register {self.name!r} is write-only: the bank holds no value, "
+                             f"so it has no reset value")
         if not self.name.isidentifier():
             raise ValueError(f"Register name must be an identifier, not {self.name!r}")
         if not self.fields:
@@ -100,10 +126,17 @@ class Register:
 
     @classmethod
     def number(cls, name: str, access: Access, width: int, description: str, *,
-               init: int = 0, signed: bool = False, sealed: bool = False) -> "Register":
+               init: int = 0, signed: bool = False, guard: Guard = Guard.OPEN,
+               authorities: "frozenset[Authority] | set[Authority]" = frozenset()) -> "Register":
         """A register holding one number of ``width`` bits."""
         return cls(name, access, (Field("value", width, description, init, signed),),
-                   description, sealed)
+                   description, guard, frozenset(authorities))
+
+    @property
+    def sealed(self) -> bool:
+        """Written only while the seal is open: a calibration register, whose writes
+        the meter counts."""
+        return self.guard is Guard.SEAL
 
     @property
     def is_number(self) -> bool:
@@ -191,7 +224,8 @@ class RegisterMap:
             "name": register.name,
             "address": address,
             "access": register.access.value,
-            "sealed": register.sealed,
+            "guard": register.guard.value,
+            "authorities": sorted(authority.slot_name for authority in register.authorities),
             "size": register.size,
             "init": register.init,
             "description": register.description,
@@ -218,12 +252,14 @@ class RegisterMap:
 class RegisterBus(wiring.Signature):
     """One register access per strobe, answered combinationally.
 
-    The initiator (the host-link bridge) drives ``address``, ``write``, ``length``
-    (payload bytes it received, up to ``MAX_PAYLOAD`` whatever the data width, so
-    the target sees an over-long payload as such) and ``w_data`` (right-aligned), and pulses
-    ``strobe``; in the same cycle the target answers with ``status``, and for a
-    read ``r_data`` and ``r_length`` (bytes to send). A write takes effect only on
-    a strobe whose status is ``OK``.
+    The initiator (the host-link bridge, or the security unit) drives ``address``,
+    ``write``, ``length`` (payload bytes it received, up to ``MAX_PAYLOAD`` whatever
+    the data width, so the target sees an over-long payload as such) and ``w_data``
+    (right-aligned), and pulses ``strobe``; in the same cycle the target answers
+    with ``status``, and for a read ``r_data`` and ``r_length`` (bytes to send). A
+    write takes effect only on a strobe whose status is ``OK``. Only the security
+    unit drives ``authenticated``, with the ``authority`` whose key verified the
+    command; the host link leaves both at 0.
     """
 
     def __init__(self, *, data_width: int):
@@ -234,6 +270,8 @@ class RegisterBus(wiring.Signature):
             "length":   Out(range(MAX_PAYLOAD + 1)),
             "w_data":   Out(data_width),
             "strobe":   Out(1),
+            "authenticated": Out(1),
+            "authority": Out(range(len(Authority))),
             "status":   In(Status),
             "r_data":   In(data_width),
             "r_length": In(range(data_width // 8 + 1)),
@@ -245,10 +283,12 @@ class RegisterBus(wiring.Signature):
 
 
 class WriteOnlyPort(wiring.Signature):
-    """What a component sees of a ``wo`` register: the last value and a write pulse."""
+    """What a component sees of a ``wo`` register: ``data``, valid only in the cycle
+    ``written`` is high. The bank keeps no copy, so a key or a command written
+    through it stays only where its component puts it."""
 
-    def __init__(self, layout: data.StructLayout, *, init: dict[str, int]):
-        super().__init__({"data": Out(layout, init=init), "written": Out(1)})
+    def __init__(self, layout: data.StructLayout):
+        super().__init__({"data": Out(layout), "written": Out(1)})
 
 
 class RegisterBank(wiring.Component):
@@ -261,19 +301,26 @@ class RegisterBank(wiring.Component):
 
     Rules, checked in this order: an unknown address is ``BAD_ADDRESS``; a write to
     an ``ro`` register is ``READ_ONLY``; a read of a ``wo`` register is
-    ``WRITE_ONLY``; a write to a sealed register while ``seal_open`` is low is
-    ``SEALED``; a write whose payload is not exactly the register's size, or a
-    read that carries a payload, is ``BAD_LENGTH``.
+    ``WRITE_ONLY``; then the register's :class:`Guard`: a plain write to an
+    ``AUTHENTICATED`` register is ``UNAUTHENTICATED``, a plain write to a ``SEAL`` or
+    ``PROVISIONING`` one while ``seal_open`` is low is ``SEALED``, an authenticated
+    write from an authority the register does not list is ``FORBIDDEN`` (and a
+    ``SEAL`` register wants the seal open from any writer); a write whose payload is
+    not exactly the register's size, or a read that carries a payload, is
+    ``BAD_LENGTH``.
 
-    A map with sealed registers gives the bank two more ports: ``seal_open`` (in)
-    and ``sealed_write`` (out), which pulses with every write to a sealed register.
+    A map with guarded registers gives the bank ``seal_open`` (in); one with
+    ``SEAL`` registers also ``sealed_write`` (out), which pulses with every write
+    to one of them.
     """
 
     def __init__(self, register_map: RegisterMap):
         self._register_map = register_map
         members = {"bus": In(RegisterBus(data_width=register_map.data_width))}
+        if any(register.guard in (Guard.SEAL, Guard.PROVISIONING) for _, register in register_map):
+            members["seal_open"] = In(1)
         if any(register.sealed for _, register in register_map):
-            members |= {"seal_open": In(1), "sealed_write": Out(1)}
+            members["sealed_write"] = Out(1)
         for _, register in register_map:
             if register.name in members:
                 raise ValueError(f"A register may not be named {register.name!r}: "
@@ -283,8 +330,7 @@ class RegisterBank(wiring.Component):
             elif register.access is Access.RW:
                 members[register.name] = Out(register.layout, init=register.field_inits)
             else:
-                members[register.name] = Out(WriteOnlyPort(register.layout,
-                                                           init=register.field_inits))
+                members[register.name] = Out(WriteOnlyPort(register.layout))
         super().__init__(members)
 
     @property
@@ -295,9 +341,6 @@ class RegisterBank(wiring.Component):
         m = Module()
         bus = self.bus
 
-        for _, register in self._register_map:
-            if register.access is Access.WO:
-                m.d.sync += getattr(self, register.name).written.eq(0)
         if "sealed_write" in self.signature.members:
             m.d.sync += self.sealed_write.eq(0)
 
@@ -311,9 +354,9 @@ class RegisterBank(wiring.Component):
                         if not register.access.writable:
                             m.d.comb += bus.status.eq(Status.READ_ONLY)
                         else:
-                            locked = ~self.seal_open if register.sealed else Const(0)
-                            with m.If(locked):
-                                m.d.comb += bus.status.eq(Status.SEALED)
+                            refusal = self._guard_refusal(register, bus)
+                            with m.If(refusal.any()):
+                                m.d.comb += bus.status.eq(refusal.status)
                             with m.Elif(bus.length != register.size):
                                 m.d.comb += bus.status.eq(Status.BAD_LENGTH)
                             with m.Else():
@@ -334,17 +377,81 @@ class RegisterBank(wiring.Component):
                 m.d.comb += bus.status.eq(Status.BAD_ADDRESS)
         return m
 
+    def _guard_refusal(self, register: Register, bus) -> "_Refusal":
+        """Why ``register``'s guard refuses the write on ``bus``, if it does."""
+        plain = ~bus.authenticated
+        permitted = Const(0)
+        for authority in register.authorities:
+            permitted |= bus.authority == authority
+        guard = register.guard
+        if guard is Guard.OPEN:
+            return _Refusal()
+        if guard is Guard.SEAL:
+            return _Refusal((~self.seal_open, Status.SEALED))
+        if guard is Guard.AUTHENTICATED:
+            return _Refusal((plain, Status.UNAUTHENTICATED), (~permitted, Status.FORBIDDEN))
+        return _Refusal((plain & ~self.seal_open, Status.SEALED),
+                        (~plain & ~permitted, Status.FORBIDDEN))
+
     def _store(self, m: Module, register: Register, port, bus) -> None:
         # Only the fields are stored: padding bits always read back as 0.
         width = sum(field.width for field in register.fields)
         value = bus.w_data[:width]
+        if register.access is Access.WO:
+            m.d.comb += [port.data.as_value()[:width].eq(value), port.written.eq(bus.strobe)]
+            return
         with m.If(bus.strobe):
             if register.sealed:
                 m.d.sync += self.sealed_write.eq(1)
-            if register.access is Access.RW:
-                m.d.sync += port.as_value()[:width].eq(value)
-            else:
-                m.d.sync += [port.data.as_value()[:width].eq(value), port.written.eq(1)]
+            m.d.sync += port.as_value()[:width].eq(value)
+
+
+class _Refusal:
+    """Conditions, first match wins, each with the status it answers."""
+
+    def __init__(self, *conditions):
+        self._conditions = conditions
+
+    def any(self):
+        result = Const(0)
+        for condition, _ in self._conditions:
+            result |= condition
+        return result
+
+    @property
+    def status(self):
+        status = Const(Status.OK, Status)
+        for condition, answer in reversed(self._conditions):
+            status = Mux(condition, answer, status)
+        return status
+
+
+class RegisterBusArbiter(wiring.Component):
+    """Two initiators on one register bus: ``first`` (the host link) whenever it
+    strobes, ``second`` (the security unit) in any other cycle. ``second_granted``
+    is high in the cycles ``second``'s strobe reaches the target; a strobe that is
+    not granted did nothing and is offered again."""
+
+    def __init__(self, *, data_width: int):
+        bus = RegisterBus(data_width=data_width)
+        super().__init__({"first": In(bus), "second": In(bus), "target": Out(bus),
+                          "second_granted": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.first.strobe):
+            m.d.comb += self._route(self.first)
+        with m.Else():
+            m.d.comb += [*self._route(self.second), self.second_granted.eq(self.second.strobe)]
+        return m
+
+    def _route(self, initiator) -> list:
+        target = self.target
+        return [getattr(target, name).eq(getattr(initiator, name))
+                for name in ("address", "write", "length", "w_data", "strobe", "authenticated",
+                             "authority")] + \
+               [getattr(initiator, name).eq(getattr(target, name))
+                for name in ("status", "r_data", "r_length")]
 
 
 def register_ports(registers) -> dict:
@@ -358,7 +465,7 @@ def register_ports(registers) -> dict:
         elif register.access is Access.RW:
             members[register.name] = In(register.layout)
         else:
-            members[register.name] = In(WriteOnlyPort(register.layout, init=register.field_inits))
+            members[register.name] = In(WriteOnlyPort(register.layout))
     return members
 
 

@@ -4,7 +4,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .registers import Access, Field, Register
+from .registers import Access, Field, Guard, Register
+from .security.authority import Authority
 
 __all__ = ["RealTimeClock"]
 
@@ -36,6 +37,10 @@ class RealTimeClock(wiring.Component):
             Field("millisecond", 16, "milliseconds into the second, 0..999"),
             Field("seconds", 32, "UTC seconds since 1970-01-01T00:00:00Z"),
         ), "UTC time, read atomically (seconds and milliseconds of one instant)"),
+        Register.number("utc_set", Access.WO, 32,
+                        "set the clock to these UTC seconds: authenticated commands only",
+                        guard=Guard.AUTHENTICATED,
+                        authorities={Authority.SUPPLIER, Authority.BROKER, Authority.LOCAL}),
     )
 
     set: In(stream.Signature(32))

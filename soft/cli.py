@@ -11,6 +11,7 @@ failed (synthesis, no programmer, programming); 130 interrupted.
 
 import argparse
 import csv
+import datetime
 import json
 import logging
 import math
@@ -23,13 +24,18 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from refmeter.gateware.security.authority import Authority
+from refmeter.gateware.security.frames import SealKind
+from refmeter.gateware.security.unit import SecurityResult
+
 from .calibration import calibrate_gain, calibrate_phase_angle
 from .device import Meter, format_eui64, utc_datetime
 from .events import read_events
 from .measurements import phases, read_phase
 from .errors import LinkError, MeterError
 from .profile import CSV_COLUMNS, ProfileRecord, read_profile
-from .registers import METER_REGISTERS, RegisterValue, registers_markdown
+from .registers import METER_REGISTERS, RegisterValue, decode, registers_markdown
+from .security import KeySet, provision, seal_reading, send_command, zeroise
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
 
 __all__ = ["main"]
@@ -139,6 +145,30 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--windows", type=int, default=5,
                            help="measurement windows to average (default 5)")
 
+    keys = command("keys", "provision, check or erase the meter's AES-128 key slots", """
+        refmeter --url socket://127.0.0.1:7700 keys provision       (seal open) new random keys,
+                                                                     saved to keys-<EUI-64>.json
+        refmeter --url socket://127.0.0.1:7700 keys status
+        refmeter --url socket://127.0.0.1:7700 keys zeroise         (seal open) erase every slot""")
+    keys.add_argument("action", choices=("provision", "status", "zeroise"))
+    _keys_option(keys, required=False)
+
+    set_clock = command("set-clock", "set the meter's UTC clock by an authenticated command", """
+        refmeter --url socket://127.0.0.1:7700 set-clock --keys keys-02-52-45-46-00-00-00-01.json
+        refmeter --url /dev/ttyUSB1 set-clock --utc 2026-11-21T12:00:00Z --authority supplier --keys k.json""")
+    set_clock.add_argument("--utc", help="ISO 8601 time with a zone (default: this host's clock)")
+    _keys_option(set_clock, required=True)
+    _authority_option(set_clock, default="local")
+
+    seal = command("seal", "have the meter seal a reading with its reading key, and check it", """
+        refmeter --url socket://127.0.0.1:7700 seal --snapshot --keys keys.json
+        refmeter --url socket://127.0.0.1:7700 seal --profile 12 --keys keys.json --json""")
+    what = seal.add_mutually_exclusive_group(required=True)
+    what.add_argument("--snapshot", action="store_true", help="the clock and energy totals, now")
+    what.add_argument("--profile", type=int, metavar="N", help="load-profile record number N")
+    seal.add_argument("--json", action="store_true", help="machine-readable output")
+    _keys_option(seal, required=True)
+
     regs = command("regs", "print the register map this host expects", """
         refmeter regs
         refmeter regs --markdown > docs/registers.md""")
@@ -205,6 +235,17 @@ def _start_simulation(args: argparse.Namespace) -> tuple[str, Transport]:
     front_end = AS_BUILT if args.uncalibrated else FrontEnd()
     return simulator, open_simulation(simulator, load=load, front_end=front_end,
                                       seal_open=args.seal_open, progress=_say)
+
+
+def _keys_option(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--keys", type=Path, required=required,
+                        help="the meter's key file (default for provision: keys-<EUI-64>.json)")
+
+
+def _authority_option(parser: argparse.ArgumentParser, *, default: str) -> None:
+    parser.add_argument("--authority", default=default,
+                        choices=[authority.slot_name for authority in Authority],
+                        help=f"whose key signs the command (default {default})")
 
 
 def _board_option(parser: argparse.ArgumentParser) -> None:
@@ -390,6 +431,74 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    with _open_meter(args) as meter:
+        identity = meter.identity()
+        if args.action == "provision":
+            path = args.keys or Path(f"keys-{identity.eui64}.json")
+            if path.exists():
+                raise ValueError(f"{path} exists: provisioning makes new keys and never "
+                                 f"overwrites a key file; name another with --keys")
+            keys = KeySet.generate(identity.meter_id)
+            provision(meter, keys)
+            keys.save(path)
+            print(f"meter {identity.eui64}: {len(keys.keys)} key slots provisioned; keys in {path}")
+        elif args.action == "zeroise":
+            zeroise(meter)
+            print(f"meter {identity.eui64}: every key slot erased")
+        status = meter.read("security_status")
+        counters = {authority: int(meter.read(f"invocation_counter_{authority.slot_name}"))
+                    for authority in Authority}
+    if args.action == "status":
+        print(f"meter {identity.eui64}: last result {SecurityResult(status['result']).name}, "
+              f"{status['commands_accepted']} commands accepted, "
+              f"{status['commands_refused']} refused")
+        for authority, counter in counters.items():
+            held = "key" if status["provisioned"] >> authority & 1 else "empty"
+            print(f"  {authority.slot_name:<9} {held:<6} last invocation counter {counter}")
+    return EXIT_OK
+
+
+def _cmd_set_clock(args: argparse.Namespace) -> int:
+    if args.utc is None:
+        when = datetime.datetime.now(datetime.timezone.utc)
+    else:
+        when = datetime.datetime.fromisoformat(args.utc)
+        if when.tzinfo is None:
+            raise ValueError(f"--utc {args.utc} has no time zone: add Z or +00:00")
+    keys = KeySet.load(args.keys)
+    with _open_meter(args) as meter:
+        counter = send_command(meter, keys, Authority[args.authority.upper()], "utc_set",
+                               int(when.timestamp()))
+        print(f"meter clock set to {meter.utc_time().isoformat(timespec='seconds')} "
+              f"({args.authority} command, invocation counter {counter})")
+    return EXIT_OK
+
+
+def _cmd_seal(args: argparse.Namespace) -> int:
+    keys = KeySet.load(args.keys)
+    with _open_meter(args) as meter:
+        if args.snapshot:
+            reading = seal_reading(meter, SealKind.SNAPSHOT)
+            shown: dict = reading.snapshot
+        else:
+            meter.write("profile_select", args.profile)
+            reading = seal_reading(meter, SealKind.PROFILE_RECORD)
+            record = meter.register_map["profile_record"]
+            shown = dict(decode(record, reading.data[-record.size:]))
+    reading.verify(keys.key(Authority.READING))
+    if args.json:
+        print(json.dumps({"kind": reading.kind.name.lower(), "data": reading.data.hex(),
+                          "counter": reading.counter, "tag": reading.tag.hex(),
+                          "verified": True, **shown}, indent=2))
+        return EXIT_OK
+    print(f"sealed {reading.kind.name.lower()} (seal counter {reading.counter}, tag "
+          f"{reading.tag.hex()}), verified with the reading key:")
+    for name, value in shown.items():
+        print(f"  {name:<22} {value}")
+    return EXIT_OK
+
+
 def _cmd_regs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"fingerprint": METER_REGISTERS.fingerprint(),
@@ -513,7 +622,9 @@ def _cmd_program(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"demo": _cmd_demo, "sim": _cmd_sim, "read": _cmd_read, "write": _cmd_write,
-             "regs": _cmd_regs, "profile": _cmd_profile, "events": _cmd_events, "calibrate": _cmd_calibrate, "build": _cmd_build, "program": _cmd_program}
+             "regs": _cmd_regs, "profile": _cmd_profile, "events": _cmd_events,
+             "calibrate": _cmd_calibrate, "keys": _cmd_keys, "set-clock": _cmd_set_clock,
+             "seal": _cmd_seal, "build": _cmd_build, "program": _cmd_program}
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -1,12 +1,39 @@
 """Fixtures shared by the host, CLI and simulation tests."""
 
+import contextlib
+import json
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from refmeter.sim import verilator
 from refmeter.sim.simulators import SIMULATORS, open_simulation
 from refmeter.soft.device import Meter
+
+
+REFMETER = str(Path(sys.executable).parent / "refmeter")
+
+
+@contextlib.contextmanager
+def served_simulation(*options: str):
+    """`refmeter sim` with ``options`` on a free port; yields (process, url); stopped
+    with Ctrl-C."""
+    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", *options],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        announcement = process.stdout.readline()
+        assert announcement, f"refmeter sim did not start: {process.stderr.read()}"
+        yield process, json.loads(announcement)["url"]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()
 
 
 def require_simulator(simulator: str) -> None:

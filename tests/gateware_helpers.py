@@ -125,7 +125,7 @@ def demo_register_map() -> RegisterMap:
     0x0000 serial_number       ro     4     value:32
     0x0001 display_contrast    rw     1     value:8 = 0x40
     0x0002 tariff_rate         rw     3     value:24 = 0x012345
-    0x0010 unlock_key          wo     2     value:16 = 0xA55A
+    0x0010 unlock_key          wo     2     value:16
     0x0011 relay_control       rw     2     closed:1 = 1, mode:3 = 5, cooldown_s:10 = 300
     0x0100 supply_status       ro     4     voltage_dv:16, frequency_chz:16
     ====== =================== ====== ===== ===============================
@@ -136,8 +136,7 @@ def demo_register_map() -> RegisterMap:
                                              init=0x40))
     register_map.add(0x0002, Register.number("tariff_rate", Access.RW, 24, "price, mEUR/kWh",
                                              init=0x012345))
-    register_map.add(0x0010, Register.number("unlock_key", Access.WO, 16, "maintenance key",
-                                             init=0xA55A))
+    register_map.add(0x0010, Register.number("unlock_key", Access.WO, 16, "maintenance key"))
     register_map.add(0x0011, Register("relay_control", Access.RW, (
         Field("closed", 1, "relay closed", init=1),
         Field("mode", 3, "switching mode", init=5),

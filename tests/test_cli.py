@@ -17,9 +17,7 @@ from refmeter.gateware.meter import DEMO_METER_ID
 from refmeter.soft.cli import main
 from refmeter.soft.registers import registers_markdown
 
-from conftest import require_simulator
-
-REFMETER = str(Path(sys.executable).parent / "refmeter")
+from conftest import REFMETER, require_simulator, served_simulation
 ROOT = Path(__file__).parent.parent
 
 
@@ -36,19 +34,9 @@ def _children(pid: int) -> set[int]:
 
 @pytest.fixture
 def cosim(simulator):
-    """`refmeter sim` on a free port; yields (process, url); stopped with Ctrl-C."""
-    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", simulator],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        announcement = process.stdout.readline()
-        assert announcement, f"refmeter sim did not start: {process.stderr.read()}"
-        yield process, json.loads(announcement)["url"]
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
-        process.stdout.close()
-        process.stderr.close()
+    """`refmeter sim` on a free port; yields (process, url)."""
+    with served_simulation("--simulator", simulator) as served:
+        yield served
 
 
 def test_read_json_through_socket_url(cosim):

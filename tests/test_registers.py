@@ -5,10 +5,14 @@ import subprocess
 import sys
 
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 
 from gateware_helpers import DEMO_RO_VALUES, demo_register_map, run_simulation, ticks
 from refmeter.gateware.hostlink.protocol import Status
-from refmeter.gateware.registers import Access, Field, Register, RegisterBank, RegisterMap
+from refmeter.gateware.registers import (Access, Field, Guard, Register, RegisterBank,
+                                         RegisterBusArbiter, RegisterMap)
+from refmeter.gateware.security.authority import Authority
 
 
 @pytest.mark.parametrize("module", ["registers", "rtc", "hostlink.bridge", "meter"])
@@ -159,11 +163,13 @@ def test_describe_lists_every_register_and_field():
     ), "load relay"))
     register_map.add(0x0003, Register.number("unlock_key", Access.WO, 16, "key"))
     assert register_map.describe() == [
-        {"name": "unlock_key", "address": 3, "access": "wo", "sealed": False, "size": 2, "init": 0,
+        {"name": "unlock_key", "address": 3, "access": "wo", "guard": "open", "authorities": [],
+         "size": 2, "init": 0,
          "description": "key",
          "fields": [{"name": "value", "offset": 0, "width": 16, "signed": False, "init": 0,
                      "description": "key"}]},
-        {"name": "relay_control", "address": 0x101, "access": "rw", "sealed": False, "size": 2,
+        {"name": "relay_control", "address": 0x101, "access": "rw", "guard": "open",
+         "authorities": [], "size": 2,
          "init": 1 + (30 << 1), "description": "load relay",
          "fields": [{"name": "closed", "offset": 0, "width": 1, "signed": False, "init": 1,
                      "description": "relay closed"},
@@ -174,18 +180,19 @@ def test_describe_lists_every_register_and_field():
 
 def _fingerprint_map(*, address=0x0011, width=10, access=Access.RW, init=0,
                      description="load relay", field_description="hold-off, s",
-                     field_name="cooldown_s", sealed=False) -> int:
+                     field_name="cooldown_s", guard=Guard.OPEN, authorities=frozenset()) -> int:
     register_map = RegisterMap()
     register_map.add(0x0000, Register.number("serial_number", Access.RO, 32, "serial"))
     register_map.add(address, Register("relay_control", access, (
         Field("closed", 1, "relay closed"),
         Field(field_name, width, field_description, init=init),
-    ), description, sealed))
+    ), description, guard, authorities))
     return register_map.fingerprint()
 
 
 def test_fingerprint_follows_what_a_host_depends_on():
-    """The 32-bit fingerprint is stable and changes with address, width, access, init, name or seal."""
+    """The 32-bit fingerprint is stable and changes with address, width, access, init, name,
+    guard or authorities."""
     base = _fingerprint_map()
     assert 0 <= base < 1 << 32
     assert _fingerprint_map() == base
@@ -195,7 +202,9 @@ def test_fingerprint_follows_what_a_host_depends_on():
         _fingerprint_map(access=Access.WO),
         _fingerprint_map(init=7),
         _fingerprint_map(field_name="hold_off_s"),
-        _fingerprint_map(sealed=True),
+        _fingerprint_map(guard=Guard.SEAL),
+        _fingerprint_map(guard=Guard.AUTHENTICATED, authorities=frozenset({Authority.LOCAL})),
+        _fingerprint_map(guard=Guard.AUTHENTICATED, authorities=frozenset({Authority.SUPPLIER})),
     ]
     assert base not in variants
     assert len(set(variants)) == len(variants)
@@ -287,7 +296,7 @@ def test_bank_answers_each_access_with_its_status():
 
 
 def test_bank_rw_registers_start_at_their_init():
-    """After reset rw and wo ports hold their fields' inits, and reads return them packed."""
+    """After reset rw ports hold their fields' inits, and reads return them packed."""
     bank = RegisterBank(demo_register_map())
 
     async def bench(ctx):
@@ -296,7 +305,6 @@ def test_bank_rw_registers_start_at_their_init():
         assert ctx.get(bank.relay_control.closed) == 1
         assert ctx.get(bank.relay_control.mode) == 5
         assert ctx.get(bank.relay_control.cooldown_s) == 300
-        assert ctx.get(bank.unlock_key.data.as_value()) == 0xA55A
         assert ctx.get(bank.unlock_key.written) == 0
         expected_reads = {0x0001: 0x40, 0x0002: 0x012345, 0x0011: 1 | (5 << 1) | (300 << 4)}
         for address, value in expected_reads.items():
@@ -361,25 +369,28 @@ def test_bank_write_keeps_only_the_register_bytes():
     run_simulation(bank, bench)
 
 
-def test_bank_wo_register_pulses_written_with_new_data():
-    """An OK strobed wo write updates ``data`` with a one-cycle ``written`` pulse; others don't."""
+def test_bank_wo_register_passes_an_ok_write_on_in_its_cycle():
+    """A strobed OK wo write shows its data with ``written`` in the strobe's cycle; a
+    write of the wrong length, an unstrobed one and the cycles after show no pulse."""
     bank = RegisterBank(demo_register_map())
 
     async def bench(ctx):
         key = bank.unlock_key
-        status, *_ = await _access(ctx, bank, 0x0010, WRITE, 1, 0x1234, strobe=True)
-        assert status == Status.BAD_LENGTH
-        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xA55A)
-        status, *_ = await _access(ctx, bank, 0x0010, WRITE, 2, 0x1234, strobe=False)
-        await ctx.tick()
-        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xA55A)
-        status, *_ = await _access(ctx, bank, 0x0010, WRITE, 2, 0xBEEF, strobe=True)
-        assert status == Status.OK
-        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (1, 0xBEEF)
-        await ctx.tick()
-        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xBEEF)
-        await ticks(ctx, 3)
-        assert (ctx.get(key.written), ctx.get(key.data.as_value())) == (0, 0xBEEF)
+        for length, strobe, status, written in ((1, 1, Status.BAD_LENGTH, 0),
+                                                (2, 0, Status.OK, 0),
+                                                (2, 1, Status.OK, 1)):
+            ctx.set(bank.bus.address, 0x0010)
+            ctx.set(bank.bus.write, 1)
+            ctx.set(bank.bus.length, length)
+            ctx.set(bank.bus.w_data, 0xBEEF)
+            ctx.set(bank.bus.strobe, strobe)
+            assert Status(ctx.get(bank.bus.status)) is status
+            assert ctx.get(key.written) == written
+            if written:
+                assert ctx.get(key.data.as_value()) == 0xBEEF
+            await ctx.tick()
+        ctx.set(bank.bus.strobe, 0)
+        assert ctx.get(key.written) == 0
 
     run_simulation(bank, bench)
 
@@ -392,10 +403,151 @@ def test_bank_refuses_register_named_like_its_bus_port():
         RegisterBank(register_map)
 
 
-def test_read_only_register_cannot_be_sealed():
-    """Sealing is about writes: an ro register refuses it."""
+def test_read_only_register_cannot_be_guarded():
+    """Guards are about writes: an ro register refuses one."""
     with pytest.raises(ValueError, match="'voltage_gain' is read-only"):
-        Register.number("voltage_gain", Access.RO, 16, "gain", sealed=True)
+        Register.number("voltage_gain", Access.RO, 16, "gain", guard=Guard.SEAL)
+
+
+@pytest.mark.parametrize("guard, authorities", [
+    (Guard.AUTHENTICATED, frozenset()),
+    (Guard.PROVISIONING, frozenset()),
+    (Guard.SEAL, frozenset({Authority.LOCAL})),
+    (Guard.OPEN, frozenset({Authority.LOCAL})),
+])
+def test_authorities_come_with_authenticated_guards_only(guard, authorities):
+    """A guard that takes authenticated writes needs authorities, and only such a guard
+    may have them: a register nobody may write, or authorities that mean nothing, are
+    declaration mistakes."""
+    with pytest.raises(ValueError, match="authorities"):
+        Register.number("clock", Access.WO, 32, "set", guard=guard, authorities=authorities)
+
+
+def test_write_only_register_has_no_reset_value():
+    with pytest.raises(ValueError, match="no reset value"):
+        Register.number("unlock_key", Access.WO, 16, "key", init=1)
+
+
+#: A register of each guard; the authenticated ones take the local host only.
+GUARDED = {
+    "scratch": (0x0000, Guard.OPEN),
+    "gain": (0x0001, Guard.SEAL),
+    "clock": (0x0002, Guard.AUTHENTICATED),
+    "key": (0x0003, Guard.PROVISIONING),
+}
+
+
+def _expected_guard_status(guard: Guard, *, seal_open: bool, authenticated: bool,
+                           permitted: bool) -> Status:
+    """The guard rules of the bank's docstring, written out as a table would be."""
+    if guard is Guard.OPEN:
+        return Status.OK
+    if guard is Guard.SEAL:
+        return Status.OK if seal_open else Status.SEALED
+    if not authenticated:
+        if guard is Guard.AUTHENTICATED:
+            return Status.UNAUTHENTICATED
+        return Status.OK if seal_open else Status.SEALED
+    return Status.OK if permitted else Status.FORBIDDEN
+
+
+def test_guards_decide_which_writes_are_done():
+    """Every guard against plain and authenticated writes, seal open and closed, from a
+    listed and an unlisted authority: the status is the table's, only an OK write is
+    done (a rw value changes, a wo write is passed on), and only a SEAL register's
+    write pulses ``sealed_write``."""
+    register_map = RegisterMap()
+    for name, (address, guard) in GUARDED.items():
+        access = Access.WO if guard.authenticated else Access.RW
+        register_map.add(address, Register.number(
+            name, access, 16, name, guard=guard,
+            authorities={Authority.LOCAL} if guard.authenticated else frozenset()))
+    bank = RegisterBank(register_map)
+
+    async def bench(ctx):
+        value = 0x0100
+        for name, (address, guard) in GUARDED.items():
+            for seal_open in (False, True):
+                for authenticated in (False, True):
+                    for authority in (Authority.LOCAL, Authority.SUPPLIER):
+                        value += 1
+                        ctx.set(bank.seal_open, seal_open)
+                        ctx.set(bank.bus.authenticated, authenticated)
+                        ctx.set(bank.bus.authority, authority)
+                        expected = _expected_guard_status(
+                            guard, seal_open=seal_open, authenticated=authenticated,
+                            permitted=authority is Authority.LOCAL)
+                        where = f"{name}, seal {seal_open}, authenticated {authenticated}, {authority.name}"
+                        ctx.set(bank.bus.address, address)
+                        ctx.set(bank.bus.write, 1)
+                        ctx.set(bank.bus.length, 2)
+                        ctx.set(bank.bus.w_data, value)
+                        ctx.set(bank.bus.strobe, 1)
+                        assert Status(ctx.get(bank.bus.status)) is expected, where
+                        if guard.authenticated:
+                            port = getattr(bank, name)
+                            assert ctx.get(port.written) == (expected is Status.OK), where
+                            if expected is Status.OK:
+                                assert ctx.get(port.data.value) == value, where
+                        await ctx.tick()
+                        ctx.set(bank.bus.strobe, 0)
+                        assert ctx.get(bank.sealed_write) == (guard is Guard.SEAL
+                                                              and expected is Status.OK), where
+                        if not guard.authenticated:
+                            stored = ctx.get(getattr(bank, name).value)
+                            assert (stored == value) == (expected is Status.OK), where
+
+    run_simulation(bank, bench)
+
+
+def test_arbiter_gives_the_bus_to_the_first_initiator_when_both_strobe():
+    """The host link wins a shared cycle; the security unit's strobe then waits (is not
+    granted, reaches nothing) and goes through in the next free cycle, with its own
+    address, data and authority, and its answer."""
+    register_map = RegisterMap()
+    register_map.add(0x0000, Register.number("scratch", Access.RW, 16, "scratch"))
+    register_map.add(0x0001, Register.number("clock", Access.WO, 16, "set",
+                                             guard=Guard.AUTHENTICATED,
+                                             authorities={Authority.LOCAL}))
+    bank = RegisterBank(register_map)
+    arbiter = RegisterBusArbiter(data_width=register_map.data_width)
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.bank, m.submodules.arbiter = bank, arbiter
+            wiring.connect(m, arbiter.target, bank.bus)
+            return m
+
+    async def bench(ctx):
+        first, second = arbiter.first, arbiter.second
+        for bus, address, data in ((first, 0x0000, 0x1111), (second, 0x0001, 0x2222)):
+            ctx.set(bus.address, address)
+            ctx.set(bus.write, 1)
+            ctx.set(bus.length, 2)
+            ctx.set(bus.w_data, data)
+            ctx.set(bus.strobe, 1)
+        ctx.set(second.authenticated, 1)
+        ctx.set(second.authority, Authority.LOCAL)
+        assert Status(ctx.get(first.status)) is Status.OK
+        assert ctx.get(arbiter.second_granted) == 0 and ctx.get(bank.clock.written) == 0
+        await ctx.tick()
+        ctx.set(first.strobe, 0)
+        assert ctx.get(bank.scratch.value) == 0x1111
+        assert ctx.get(arbiter.second_granted) == 1
+        assert Status(ctx.get(second.status)) is Status.OK
+        assert ctx.get(bank.clock.written) == 1 and ctx.get(bank.clock.data.value) == 0x2222
+        # The host link's plain write to the same register is refused.
+        ctx.set(second.strobe, 0)
+        ctx.set(first.address, 0x0001)
+        ctx.set(first.strobe, 1)
+        assert Status(ctx.get(first.status)) is Status.UNAUTHENTICATED
+        assert ctx.get(bank.clock.written) == 0
+
+    run_simulation(Top(), bench)
 
 
 def test_sealed_register_is_written_only_with_the_seal_open():
@@ -403,7 +555,7 @@ def test_sealed_register_is_written_only_with_the_seal_open():
     pulses ``sealed_write``; reads work either way; unsealed registers ignore the seal."""
     register_map = RegisterMap()
     register_map.add(0x0000, Register.number("energy_quantum", Access.RW, 16, "calibration",
-                                             init=0x1234, sealed=True))
+                                             init=0x1234, guard=Guard.SEAL))
     register_map.add(0x0001, Register.number("display_contrast", Access.RW, 8, "LCD"))
     bank = RegisterBank(register_map)
 

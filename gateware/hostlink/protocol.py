@@ -54,4 +54,6 @@ class Status(enum.IntEnum, shape=8):
     BAD_ADDRESS = 0x04  #: no register at that address
     READ_ONLY = 0x05    #: write to a read-only register
     WRITE_ONLY = 0x06   #: read of a write-only register
-    SEALED = 0x07       #: write to a calibration register while the seal is closed
+    SEALED = 0x07       #: write to a calibration register or key slot while the seal is closed
+    UNAUTHENTICATED = 0x08  #: the register takes only authenticated commands (docs/security.md)
+    FORBIDDEN = 0x09    #: an authenticated command from an authority that may not write it

@@ -4,7 +4,7 @@ from amaranth.hdl import Module
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..registers import Access, Register, register_ports
+from ..registers import Access, Guard, Register, register_ports
 from . import spec
 from .phase import PhaseMetrology, PhaseSample
 
@@ -49,22 +49,24 @@ def phase_registers(phase: str) -> tuple[Register, ...]:
                         "reactive energy not yet counted as a quantum, raw units", signed=True),
         Register.number(f"phase_coefficient_{phase}", Access.RW, spec.PHASE_COEFFICIENT_WIDTH,
                         "all-pass coefficient of the current channel, Q1.17", signed=True,
-                        sealed=True),
+                        guard=Guard.SEAL),
         Register.number(f"energy_quantum_{phase}", Access.RW, spec.QUANTUM_WIDTH,
-                        "raw units (codes^2 samples) per Wh", init=_NOMINAL_QUANTUM, sealed=True),
+                        "raw units (codes^2 samples) per Wh", init=_NOMINAL_QUANTUM,
+                        guard=Guard.SEAL),
         Register.number(f"noload_threshold_{phase}", Access.RW, spec.QUANTUM_WIDTH,
                         "|window_active| below which the next window counts no energy",
-                        init=_NOMINAL_NOLOAD, sealed=True),
+                        init=_NOMINAL_NOLOAD, guard=Guard.SEAL),
         Register.number(f"voltage_scale_{phase}", Access.RW, 32, "pV per voltage code",
-                        init=_VOLTAGE_SCALE_PV, sealed=True),
+                        init=_VOLTAGE_SCALE_PV, guard=Guard.SEAL),
         Register.number(f"current_scale_{phase}", Access.RW, 32, "pA per current code",
-                        init=_CURRENT_SCALE_PA, sealed=True),
+                        init=_CURRENT_SCALE_PA, guard=Guard.SEAL),
     )
 
 
 SHARED_REGISTERS = (
     Register.number("window_samples", Access.RW, spec.WINDOW_WIDTH,
-                    "samples per measurement window", init=spec.SAMPLE_RATE_HZ, sealed=True),
+                    "samples per measurement window", init=spec.SAMPLE_RATE_HZ,
+                    guard=Guard.SEAL),
     Register.number("windows_completed", Access.RO, 32,
                     "windows published (wraps); equal before and after reading a phase's "
                     "window sums means they belong to one window"),

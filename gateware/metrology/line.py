@@ -65,7 +65,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..registers import Access, Field, Register, register_ports
+from ..registers import Access, Field, Guard, Register, register_ports
 from . import spec
 
 __all__ = ["LineMonitor", "VoltageEventEdge", "EventLevels", "EventKind", "DEFAULT_LEVELS",
@@ -210,7 +210,7 @@ def line_registers(phase: str) -> tuple[Register, ...]:
                         f"voltage events",
                         init=declared_voltage_squared(
                             DECLARED_VOLTAGE_V, spec.VOLTAGE_FULL_SCALE_V / spec.SAMPLE_MAX),
-                        sealed=True),
+                        guard=Guard.SEAL),
     )
 
 

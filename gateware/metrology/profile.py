@@ -17,7 +17,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
-from ..registers import Access, Field, Register, register_ports
+from ..registers import Access, Field, Guard, Register, register_ports
 from .ring import ring_registers, show_selected_record
 
 __all__ = ["LoadProfile", "ProfileRecord", "DEFAULT_INTERVAL_S", "INTERVAL_WIDTH",
@@ -93,7 +93,7 @@ class LoadProfile(wiring.Component):
                         "load-profile interval, s: intervals end where UTC seconds are a "
                         "multiple of it; applies from the next second; 0 records nothing "
                         "(the interval in progress stays open)",
-                        init=DEFAULT_INTERVAL_S, sealed=True),
+                        init=DEFAULT_INTERVAL_S, guard=Guard.SEAL),
         *ring_registers("profile", "load-profile", (
             Field("end_seconds", 32, "UTC seconds at the end of the interval"),
             Field("active_import_wh", ENERGY_WIDTH, "+A energy in the interval, Wh quanta"),

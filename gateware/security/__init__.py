@@ -1,0 +1,1 @@
+"""Inside the seal: key slots, authenticated register writes and sealed readings."""
