@@ -41,10 +41,11 @@ def default_simulator() -> str:
     return "verilator" if verilator.missing_tools() == [] else "amaranth"
 
 
-def simulated_meter(*, meter_id: int = DEMO_METER_ID) -> Meter:
-    """The meter as every simulation runs it."""
+def simulated_meter(*, meter_id: int = DEMO_METER_ID, security: bool = True) -> Meter:
+    """The meter as every simulation runs it (``security=False``: as on a board
+    without room for the security unit)."""
     return Meter(clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD, meter_id=meter_id,
-                 build_hash=source_revision(), time_preset=True)
+                 build_hash=source_revision(), time_preset=True, security=security)
 
 
 #: What a simulated meter measures unless told otherwise: 230 V, 5 A at PF 1.

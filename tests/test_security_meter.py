@@ -17,6 +17,8 @@ from refmeter.soft.cli import main
 from refmeter.soft.device import Meter, format_eui64
 from refmeter.soft.errors import RequestRefused
 from refmeter.soft.security import CommandRefused, KeySet, provision, seal_reading, send_command
+from refmeter.sim.simulators import open_simulation, simulated_meter
+from refmeter.soft.errors import MeterError
 from refmeter.soft.transport import SerialTransport
 
 from conftest import require_simulator, served_simulation
@@ -98,3 +100,19 @@ def test_hostile_host_gets_nothing(sealed_open_meter, tmp_path):
         reading = seal_reading(meter, SealKind.SNAPSHOT)
         reading.verify(keys.key(Authority.READING))
         assert reading.snapshot["utc_seconds"] >= 1_900_000_000
+
+
+def test_a_meter_without_the_unit_says_so_and_refuses_what_needs_it():
+    """A bitstream built without the security unit (the UP5K's, for now) reports
+    NO_ENGINE; the host says so instead of waiting, and the clock cannot be set."""
+    with Meter(open_simulation("amaranth", simulated_meter(security=False), seal_open=True),
+               timeout=5) as meter:
+        assert SecurityResult(meter.read("security_status")["result"]) is SecurityResult.NO_ENGINE
+        keys = KeySet.generate(DEMO_METER_ID)
+        with pytest.raises(MeterError, match="no security unit"):
+            provision(meter, keys)
+        with pytest.raises(MeterError, match="no security unit"):
+            send_command(meter, keys, Authority.LOCAL, "utc_set", 1)
+        with pytest.raises(RequestRefused) as refusal:
+            meter.write("utc_set", 1)
+        assert refusal.value.status is Status.UNAUTHENTICATED
