@@ -7,7 +7,7 @@ Nothing here restates an address or a field: both come from
 from collections.abc import Iterator, Mapping
 
 from refmeter.gateware.meter import meter_register_map
-from refmeter.gateware.registers import Field, Register, RegisterMap
+from refmeter.gateware.registers import Field, Guard, Register, RegisterMap
 
 __all__ = ["METER_REGISTERS", "RegisterValue", "decode", "encode", "registers_markdown"]
 
@@ -77,6 +77,15 @@ def encode(register: Register, value: "int | Mapping[str, int]") -> bytes:
     return raw.to_bytes(register.size, "big")
 
 
+def _guard_text(register: Register) -> str:
+    if register.guard is Guard.OPEN:
+        return ""
+    if not register.authorities:
+        return register.guard.value
+    names = ", ".join(sorted(authority.slot_name for authority in register.authorities))
+    return f"{register.guard.value}: {names}"
+
+
 def registers_markdown(register_map: RegisterMap = METER_REGISTERS) -> str:
     """The register reference, as in ``docs/registers.md``."""
     lines = [
@@ -86,12 +95,17 @@ def registers_markdown(register_map: RegisterMap = METER_REGISTERS) -> str:
         f"Register map fingerprint: `{register_map.fingerprint():#010x}`.",
         "Values are big-endian on the wire; fields are listed least significant first.",
         "",
-        "| address | register | access | bytes | reset | description |",
-        "|---|---|---|---|---|---|",
+        "Guards (docs/security.md): *seal*, written only with the seal open; "
+        "*authenticated*, only by a verified command from the authorities listed; "
+        "*provisioning*, with the seal open or by such a command.",
+        "",
+        "| address | register | access | guard | bytes | reset | description |",
+        "|---|---|---|---|---|---|---|",
     ]
     for address, register in register_map:
         lines.append(f"| `{address:#06x}` | `{register.name}` | {register.access.value} | "
-                     f"{register.size} | `{register.init:#x}` | {register.description} |")
+                     f"{_guard_text(register)} | {register.size} | `{register.init:#x}` | "
+                     f"{register.description} |")
     for address, register in register_map:
         if register.is_number:
             continue
