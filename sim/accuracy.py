@@ -7,7 +7,9 @@ current with PF 1 (gain) and PF 0.5 (phase) against the analytic reference, and
 sets the energy quantum and phase coefficient, then the voltage and current
 scales. :meth:`MeterUnderTest.measure`
 then measures any load over consecutive intervals (whole fundamental windows, so
-that the reactive energy of each is complete), after letting DC removal settle.
+that the reactive energy of each is complete), after letting DC removal settle;
+:meth:`MeterUnderTest.measure_frequency` takes the line monitor's first measurement
+of the line frequency.
 """
 
 import math
@@ -15,9 +17,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from refmeter.gateware.metrology import spec
+from refmeter.gateware.metrology import line, spec
 
 from .analog import FrontEnd, Load, reference_energy, reference_reactive_power
+from .line import LineModel
 from .metrology import PhaseCalibration, PhaseModel
 
 __all__ = ["MeterUnderTest", "Reading", "JOULES_PER_WH", "nominal_calibration"]
@@ -125,6 +128,19 @@ class MeterUnderTest:
                 load=load))
             time_s += count * sample_period
         return readings
+
+    def measure_frequency(self, load: Load, rng: np.random.Generator) -> float:
+        """The line frequency, Hz, from the line monitor's first measurement (64
+        cycles from the first rising crossing after a random start phase), divided by
+        the ADC's real sample rate: the measurement's own error, without the crystal's
+        (which a host dividing by the nominal rate would add)."""
+        # The first crossing comes within a cycle, the measurement 64 cycles after it.
+        count = round(((1 << line.MEASUREMENT_CYCLES_LOG2) + 2) / load.frequency_hz * self.sample_rate)
+        voltage, _ = self.front_end.sample(load, count, rng, rng.uniform(0, 1 / load.frequency_hz))
+        measurements = LineModel(declared=0).run(voltage).measurements
+        if len(measurements) == 0:
+            raise RuntimeError(f"No frequency measurement of {load} in {count} samples")
+        return (1 << line.PERIOD_FRACTION) / int(measurements[0, 1]) * self.sample_rate
 
     def energy_error(self, load: Load, *, interval_s: float, intervals: int,
                      rng: np.random.Generator) -> np.ndarray:

@@ -99,6 +99,19 @@ def test_no_load_counts_no_pulse_and_starting_current_does(meter):
     assert starting.active == pytest.approx(starting.active_reference, rel=0.001)
 
 
+@pytest.mark.parametrize("frequency", [45.0, 50.0, 65.0])
+def test_frequency_within_1_mhz_at_the_real_sample_rate(meter, frequency):
+    """With 10 % THD at random phases, the line monitor's first measurement is within
+    1 mHz of the line's frequency when divided by the ADC's real rate; the nominal
+    rate would put it 23 ppm (1.5 mHz at 65 Hz) low."""
+    rng = np.random.default_rng(12)
+    for _ in range(5):
+        harmonics = tuple(Harmonic(order, fraction, rng.uniform(-180, 180)) for order, fraction
+                          in ((3, 0.05), (5, 0.06), (7, 0.05), (11, 0.03), (13, 0.02)))
+        load = Load(UN, 0.0, frequency_hz=frequency, voltage_harmonics=harmonics)
+        assert abs(meter.measure_frequency(load, rng) - frequency) <= 1e-3
+
+
 def test_energy_quanta_lose_no_fraction():
     """Quanta counted plus the fraction left equal, exactly, the sum of every product."""
     rng = np.random.default_rng(9)
