@@ -51,15 +51,22 @@ class Guard(enum.Enum):
     verified a command's tag under an authority's key (docs/security.md)."""
 
     OPEN = "open"                   #: any write
-    SEAL = "seal"                   #: only while the seal is open (calibration)
+    SEAL = "seal"                   #: only while the seal is open (metrology settings)
     AUTHENTICATED = "authenticated"  #: only authenticated, from a listed authority
+    #: only authenticated, from a listed authority, while the seal is open (calibration)
+    SEAL_AUTHENTICATED = "seal+authenticated"
     #: plain writes while the seal is open (provisioning), or authenticated ones (key slots)
     PROVISIONING = "provisioning"
 
     @property
     def authenticated(self) -> bool:
         """Whether authenticated writes reach the register, so authorities are named."""
-        return self in (Guard.AUTHENTICATED, Guard.PROVISIONING)
+        return self in (Guard.AUTHENTICATED, Guard.SEAL_AUTHENTICATED, Guard.PROVISIONING)
+
+    @property
+    def sealed(self) -> bool:
+        """Whether every write needs the seal open; the meter counts such writes."""
+        return self in (Guard.SEAL, Guard.SEAL_AUTHENTICATED)
 
 
 @dataclass(frozen=True)
@@ -134,9 +141,8 @@ class Register:
 
     @property
     def sealed(self) -> bool:
-        """Written only while the seal is open: a calibration register, whose writes
-        the meter counts."""
-        return self.guard is Guard.SEAL
+        """Written only while the seal is open (calibration): the meter counts its writes."""
+        return self.guard.sealed
 
     @property
     def is_number(self) -> bool:
@@ -301,23 +307,24 @@ class RegisterBank(wiring.Component):
 
     Rules, checked in this order: an unknown address is ``BAD_ADDRESS``; a write to
     an ``ro`` register is ``READ_ONLY``; a read of a ``wo`` register is
-    ``WRITE_ONLY``; then the register's :class:`Guard`: a plain write to an
-    ``AUTHENTICATED`` register is ``UNAUTHENTICATED``, a plain write to a ``SEAL`` or
-    ``PROVISIONING`` one while ``seal_open`` is low is ``SEALED``, an authenticated
-    write from an authority the register does not list is ``FORBIDDEN`` (and a
-    ``SEAL`` register wants the seal open from any writer); a write whose payload is
-    not exactly the register's size, or a read that carries a payload, is
-    ``BAD_LENGTH``.
+    ``WRITE_ONLY``; then the register's :class:`Guard`: a write to a ``SEAL`` or
+    ``SEAL_AUTHENTICATED`` register, or a plain write to a ``PROVISIONING`` one,
+    while ``seal_open`` is low is ``SEALED``; a plain write to an ``AUTHENTICATED``
+    or ``SEAL_AUTHENTICATED`` register is ``UNAUTHENTICATED``; an authenticated
+    write from an authority the register does not list is ``FORBIDDEN``; a write
+    whose payload is not exactly the register's size, or a read that carries a
+    payload, is ``BAD_LENGTH``.
 
     A map with guarded registers gives the bank ``seal_open`` (in); one with
-    ``SEAL`` registers also ``sealed_write`` (out), which pulses with every write
+    sealed registers also ``sealed_write`` (out), which pulses with every write
     to one of them.
     """
 
     def __init__(self, register_map: RegisterMap):
         self._register_map = register_map
         members = {"bus": In(RegisterBus(data_width=register_map.data_width))}
-        if any(register.guard in (Guard.SEAL, Guard.PROVISIONING) for _, register in register_map):
+        if any(register.guard.sealed or register.guard is Guard.PROVISIONING
+               for _, register in register_map):
             members["seal_open"] = In(1)
         if any(register.sealed for _, register in register_map):
             members["sealed_write"] = Out(1)
@@ -390,6 +397,9 @@ class RegisterBank(wiring.Component):
             return _Refusal((~self.seal_open, Status.SEALED))
         if guard is Guard.AUTHENTICATED:
             return _Refusal((plain, Status.UNAUTHENTICATED), (~permitted, Status.FORBIDDEN))
+        if guard is Guard.SEAL_AUTHENTICATED:
+            return _Refusal((~self.seal_open, Status.SEALED), (plain, Status.UNAUTHENTICATED),
+                            (~permitted, Status.FORBIDDEN))
         return _Refusal((plain & ~self.seal_open, Status.SEALED),
                         (~plain & ~permitted, Status.FORBIDDEN))
 

@@ -1,4 +1,5 @@
-"""One-point calibration against a reference, written under the seal.
+"""One-point calibration against a reference, written under the seal by commands of
+the local authority (the meter's security unit verifies each one).
 
 With a known load applied (a calibrated source, or a reference meter's readings),
 the meter's RMS voltage and current are averaged over a few windows and the scales
@@ -18,9 +19,12 @@ from dataclasses import dataclass
 from refmeter.gateware.metrology.spec import (JOULES_PER_WH, PHASE_COEFFICIENT_FRACTION,
                                               PHASE_COEFFICIENT_WIDTH, SAMPLE_RATE_HZ)
 
+from refmeter.gateware.security.authority import Authority
+
 from .device import Meter
 from .errors import MeterError
 from .measurements import PhaseMeasurements, read_phase
+from .security import KeySet, send_command
 
 __all__ = ["GainCalibration", "PhaseAngleCalibration", "calibrate_gain", "calibrate_phase_angle",
            "wait_for_windows", "NOLOAD_WATTS"]
@@ -76,18 +80,20 @@ def _require_open_seal(meter: Meter) -> None:
                          f"registers cannot be written; open the seal jumper first")
 
 
-def _write(meter: Meter, updates: dict[str, int]) -> dict[str, tuple[int, int]]:
-    """Write ``updates``; return each register's (old, new) value."""
+def _write(meter: Meter, keys: KeySet, updates: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Write ``updates`` by local commands; return each register's (old, new) value."""
     changes = {}
     for name, value in updates.items():
         changes[name] = (int(meter.read(name)), value)
-        meter.write(name, value)
+        send_command(meter, keys, Authority.LOCAL, name, value)
     return changes
 
 
-def calibrate_gain(meter: Meter, *, voltage_v: float, current_a: float, phase: str = "l1",
-                   windows: int = 5, timeout_s: float = 60.0) -> GainCalibration:
-    """Correct ``phase``'s scales so it reads ``voltage_v`` and ``current_a`` (RMS).
+def calibrate_gain(meter: Meter, keys: KeySet, *, voltage_v: float, current_a: float,
+                   phase: str = "l1", windows: int = 5,
+                   timeout_s: float = 60.0) -> GainCalibration:
+    """Correct ``phase``'s scales so it reads ``voltage_v`` and ``current_a`` (RMS),
+    writing them by commands under the local key of ``keys``.
 
     The seal must be open: otherwise nothing is measured or written and
     :class:`MeterError` says so. The first window after the call is skipped, since
@@ -116,10 +122,11 @@ def calibrate_gain(meter: Meter, *, voltage_v: float, current_a: float, phase: s
         f"energy_quantum_{phase}": round(JOULES_PER_WH * SAMPLE_RATE_HZ / watts_per_raw),
         f"noload_threshold_{phase}": round(NOLOAD_WATTS * window / watts_per_raw),
     }
-    return GainCalibration(phase, measured_voltage, measured_current, _write(meter, updates))
+    return GainCalibration(phase, measured_voltage, measured_current,
+                           _write(meter, keys, updates))
 
 
-def calibrate_phase_angle(meter: Meter, *, angle_deg: float, frequency_hz: float = 50.0,
+def calibrate_phase_angle(meter: Meter, keys: KeySet, *, angle_deg: float, frequency_hz: float = 50.0,
                           phase: str = "l1", windows: int = 5,
                           timeout_s: float = 60.0) -> PhaseAngleCalibration:
     """Correct ``phase``'s phase coefficient so that it measures the reference's
@@ -159,4 +166,4 @@ def calibrate_phase_angle(meter: Meter, *, angle_deg: float, frequency_hz: float
         raise MeterError(f"meter at {meter.link.url} measures {math.degrees(measured):.2f} "
                          f"degrees for a reference of {angle_deg:g}: more than the phase "
                          f"compensation can correct; check the wiring")
-    return PhaseAngleCalibration(phase, math.degrees(measured), _write(meter, {name: new}))
+    return PhaseAngleCalibration(phase, math.degrees(measured), _write(meter, keys, {name: new}))

@@ -129,9 +129,9 @@ def _parser() -> argparse.ArgumentParser:
 
     calibrate = command("calibrate", "one-point gain (and phase) calibration against a "
                                      "reference load, with the seal open", """
-        refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10
-        refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10 --phase-angle 60
-        refmeter --url socket://127.0.0.1:7700 calibrate --voltage 230 --current 10 --windows 10""")
+        refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10 --keys keys.json
+        refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10 --phase-angle 60 --keys keys.json
+        refmeter --url socket://127.0.0.1:7700 calibrate --voltage 230 --current 10 --windows 10 --keys keys.json""")
     calibrate.add_argument("--voltage", type=float, required=True,
                            help="the reference's RMS voltage, V (a calibrated source or meter)")
     calibrate.add_argument("--current", type=float, required=True,
@@ -144,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--phase", default="l1", help="phase to calibrate (default l1)")
     calibrate.add_argument("--windows", type=int, default=5,
                            help="measurement windows to average (default 5)")
+    calibrate.add_argument("--keys", type=Path, required=True,
+                           help="the meter's key file: calibration is written by commands "
+                                "under its local key")
 
     keys = command("keys", "provision, check or erase the meter's AES-128 key slots", """
         refmeter --url socket://127.0.0.1:7700 keys provision       (seal open) new random keys,
@@ -411,16 +414,17 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    keys = KeySet.load(args.keys)
     with _open_meter(args) as meter:
         _say(f"measuring {args.windows} windows of the reference load ...")
-        result = calibrate_gain(meter, voltage_v=args.voltage, current_a=args.current,
+        result = calibrate_gain(meter, keys, voltage_v=args.voltage, current_a=args.current,
                                 phase=args.phase, windows=args.windows)
         print(f"phase {result.phase}: measured {result.measured_voltage_v:.4f} V, "
               f"{result.measured_current_a:.5f} A; reference {args.voltage:g} V, {args.current:g} A")
         changes = dict(result.registers)
         if args.phase_angle is not None:
             _say("measuring the angle of the reference load ...")
-            angle = calibrate_phase_angle(meter, angle_deg=args.phase_angle,
+            angle = calibrate_phase_angle(meter, keys, angle_deg=args.phase_angle,
                                           frequency_hz=args.frequency, phase=args.phase,
                                           windows=args.windows)
             print(f"phase {angle.phase}: measured {angle.measured_angle_deg:.3f} degrees; "

@@ -9,6 +9,8 @@ from refmeter.soft.calibration import calibrate_gain, calibrate_phase_angle, wai
 from refmeter.soft.device import Meter
 from refmeter.soft.errors import MeterError, RequestRefused
 from refmeter.soft.measurements import read_phase
+from refmeter.gateware.security.authority import Authority
+from refmeter.soft.security import CommandRefused, KeySet, provision, send_command
 
 from conftest import require_simulator
 
@@ -35,7 +37,10 @@ def test_calibration_corrects_the_gain_errors(as_built):
     """Before: off by the front end's +0.3 % / -0.5 %; after: within 0.02 %, and each
     write was counted by the seal."""
     meter = as_built(seal_open=True)
-    result = calibrate_gain(meter, voltage_v=LOAD.voltage_rms, current_a=LOAD.current_rms, windows=2)
+    keys = KeySet.generate(meter.identity().meter_id)
+    provision(meter, keys)
+    result = calibrate_gain(meter, keys, voltage_v=LOAD.voltage_rms, current_a=LOAD.current_rms,
+                            windows=2)
     assert result.measured_voltage_v == pytest.approx(230 * 1.003, rel=2e-4)
     assert result.measured_current_a == pytest.approx(10 * 0.995, rel=2e-4)
     assert meter.read("seal_status")["calibration_writes"] == len(result.registers) == 4
@@ -52,7 +57,7 @@ def test_phase_calibration_needs_an_angle_away_from_pf_1_and_0(angle):
     """Near PF 1 or 0 one of P and Q1 hardly moves with the angle: refused before any
     register is touched (the meter is never used)."""
     with pytest.raises(ValueError, match="too near PF 1 or 0"):
-        calibrate_phase_angle(None, angle_deg=angle)
+        calibrate_phase_angle(None, None, angle_deg=angle)
 
 
 def test_calibration_is_refused_with_the_seal_closed(as_built):
@@ -60,12 +65,31 @@ def test_calibration_is_refused_with_the_seal_closed(as_built):
     and nothing changes."""
     meter = as_built(seal_open=False)
     before = meter.read("voltage_scale_l1")
+    keys = KeySet.generate(meter.identity().meter_id)
     with pytest.raises(MeterError, match="the seal is closed"):
-        calibrate_gain(meter, voltage_v=230, current_a=10)
+        calibrate_gain(meter, keys, voltage_v=230, current_a=10)
     with pytest.raises(MeterError, match="the seal is closed"):
-        calibrate_phase_angle(meter, angle_deg=60)
+        calibrate_phase_angle(meter, keys, angle_deg=60)
     with pytest.raises(RequestRefused) as refusal:
         meter.write("voltage_scale_l1", before + 1000)
     assert refusal.value.status is Status.SEALED
     assert meter.read("voltage_scale_l1") == before
     assert meter.read("seal_status")["calibration_writes"] == 0
+
+
+def test_calibration_registers_take_only_local_commands(as_built):
+    """Seal open: a plain write is UNAUTHENTICATED, the supplier's command is refused
+    by the bank (FORBIDDEN), and only the local authority's command writes."""
+    meter = as_built(seal_open=True)
+    keys = KeySet.generate(meter.identity().meter_id)
+    provision(meter, keys)
+    before = meter.read("voltage_scale_l1")
+    with pytest.raises(RequestRefused) as refusal:
+        meter.write("voltage_scale_l1", before + 1000)
+    assert refusal.value.status is Status.UNAUTHENTICATED
+    with pytest.raises(CommandRefused, match="FORBIDDEN"):
+        send_command(meter, keys, Authority.SUPPLIER, "voltage_scale_l1", before + 1000)
+    assert meter.read("voltage_scale_l1") == before
+    send_command(meter, keys, Authority.LOCAL, "voltage_scale_l1", before + 1000)
+    assert meter.read("voltage_scale_l1") == before + 1000
+    assert meter.read("seal_status")["calibration_writes"] == 1

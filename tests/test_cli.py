@@ -259,15 +259,16 @@ def test_load_profile_is_kept_by_the_meter_and_read_back(tmp_path):
     assert sum(record["active_import_wh"] for record in records) <= registers["active_import_wh_l1"]
 
 
-def test_calibrate_command_corrects_an_uncalibrated_meter():
+def test_calibrate_command_corrects_an_uncalibrated_meter(tmp_path):
     """`refmeter calibrate` at PF 0.5 on a meter measuring through an as-built front
-    end (gain errors, 0.3 samples of V/I skew) makes it read the reference's voltage
-    and current within 0.02 % and its power factor within 0.05 %, and the seal
-    counts the writes."""
+    end (gain errors, 0.3 samples of V/I skew), with keys provisioned, makes it read
+    the reference's voltage and current within 0.02 % and its power factor within
+    0.05 %, and the seal counts the writes; without the key file it writes nothing."""
     require_simulator("verilator")
     process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
                                 "--current", "10", "--phase-angle", "60", "--uncalibrated",
                                 "--seal-open"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    keys = tmp_path / "keys.json"
 
     def read_after_windows(url: str, count: int) -> dict:
         target = json.loads(refmeter("--url", url, "read", "--json").stdout)["registers"]["windows_completed"] + count
@@ -280,8 +281,13 @@ def test_calibrate_command_corrects_an_uncalibrated_meter():
     try:
         url = json.loads(process.stdout.readline())["url"]
         uncalibrated = read_after_windows(url, 3)["measurements"]["l1"]
-        result = refmeter("--url", url, "calibrate", "--voltage", "230", "--current", "10",
-                          "--phase-angle", "60", "--windows", "2")
+        calibrate = ("--url", url, "calibrate", "--voltage", "230", "--current", "10",
+                     "--phase-angle", "60", "--windows", "2", "--keys", str(keys))
+        refused = refmeter(*calibrate)
+        assert refused.returncode == 2 and "cannot read the key file" in refused.stderr
+        provisioned = refmeter("--url", url, "keys", "provision", "--keys", str(keys))
+        assert provisioned.returncode == 0, provisioned.stderr
+        result = refmeter(*calibrate)
         assert result.returncode == 0, result.stderr
         assert "voltage_scale_l1" in result.stdout and "phase_coefficient_l1" in result.stdout
         reading = read_after_windows(url, 2)

@@ -434,6 +434,7 @@ GUARDED = {
     "gain": (0x0001, Guard.SEAL),
     "clock": (0x0002, Guard.AUTHENTICATED),
     "key": (0x0003, Guard.PROVISIONING),
+    "calibration": (0x0004, Guard.SEAL_AUTHENTICATED),
 }
 
 
@@ -444,6 +445,12 @@ def _expected_guard_status(guard: Guard, *, seal_open: bool, authenticated: bool
         return Status.OK
     if guard is Guard.SEAL:
         return Status.OK if seal_open else Status.SEALED
+    if guard is Guard.SEAL_AUTHENTICATED:
+        if not seal_open:
+            return Status.SEALED
+        if not authenticated:
+            return Status.UNAUTHENTICATED
+        return Status.OK if permitted else Status.FORBIDDEN
     if not authenticated:
         if guard is Guard.AUTHENTICATED:
             return Status.UNAUTHENTICATED
@@ -454,15 +461,16 @@ def _expected_guard_status(guard: Guard, *, seal_open: bool, authenticated: bool
 def test_guards_decide_which_writes_are_done():
     """Every guard against plain and authenticated writes, seal open and closed, from a
     listed and an unlisted authority: the status is the table's, only an OK write is
-    done (a rw value changes, a wo write is passed on), and only a SEAL register's
-    write pulses ``sealed_write``."""
+    done (a rw value changes, a wo write is passed on), and only a sealed register's
+    (SEAL, SEAL_AUTHENTICATED) write pulses ``sealed_write``."""
     register_map = RegisterMap()
     for name, (address, guard) in GUARDED.items():
-        access = Access.WO if guard.authenticated else Access.RW
+        access = Access.WO if guard in (Guard.AUTHENTICATED, Guard.PROVISIONING) else Access.RW
         register_map.add(address, Register.number(
             name, access, 16, name, guard=guard,
             authorities={Authority.LOCAL} if guard.authenticated else frozenset()))
     bank = RegisterBank(register_map)
+    access_of = {register.name: register.access for _, register in register_map}
 
     async def bench(ctx):
         value = 0x0100
@@ -484,16 +492,16 @@ def test_guards_decide_which_writes_are_done():
                         ctx.set(bank.bus.w_data, value)
                         ctx.set(bank.bus.strobe, 1)
                         assert Status(ctx.get(bank.bus.status)) is expected, where
-                        if guard.authenticated:
+                        if access_of[name] is Access.WO:
                             port = getattr(bank, name)
                             assert ctx.get(port.written) == (expected is Status.OK), where
                             if expected is Status.OK:
                                 assert ctx.get(port.data.value) == value, where
                         await ctx.tick()
                         ctx.set(bank.bus.strobe, 0)
-                        assert ctx.get(bank.sealed_write) == (guard is Guard.SEAL
+                        assert ctx.get(bank.sealed_write) == (guard.sealed
                                                               and expected is Status.OK), where
-                        if not guard.authenticated:
+                        if access_of[name] is Access.RW:
                             stored = ctx.get(getattr(bank, name).value)
                             assert (stored == value) == (expected is Status.OK), where
 

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..registers import Access, Guard, Register, register_ports
+from ..security.authority import Authority
 from . import spec
 from .phase import PhaseMetrology, PhaseSample
 
@@ -22,6 +23,10 @@ _NOMINAL_QUANTUM = round(spec.JOULES_PER_WH * spec.SAMPLE_RATE_HZ / _WATTS_PER_R
 #: No-load threshold: 0.25 W over a 1 s window.
 _NOMINAL_NOLOAD = round(0.25 * spec.SAMPLE_RATE_HZ / _WATTS_PER_RAW)
 
+
+#: How calibration registers are written: by commands of the local authority (the
+#: test bench beside the meter), verified by the security unit, while the seal is open.
+CALIBRATION = {"guard": Guard.SEAL_AUTHENTICATED, "authorities": {Authority.LOCAL}}
 
 def phase_registers(phase: str) -> tuple[Register, ...]:
     """The registers of phase ``phase`` (``l1`` ...): measurements, then calibration."""
@@ -49,17 +54,17 @@ def phase_registers(phase: str) -> tuple[Register, ...]:
                         "reactive energy not yet counted as a quantum, raw units", signed=True),
         Register.number(f"phase_coefficient_{phase}", Access.RW, spec.PHASE_COEFFICIENT_WIDTH,
                         "all-pass coefficient of the current channel, Q1.17", signed=True,
-                        guard=Guard.SEAL),
+                        **CALIBRATION),
         Register.number(f"energy_quantum_{phase}", Access.RW, spec.QUANTUM_WIDTH,
                         "raw units (codes^2 samples) per Wh", init=_NOMINAL_QUANTUM,
-                        guard=Guard.SEAL),
+                        **CALIBRATION),
         Register.number(f"noload_threshold_{phase}", Access.RW, spec.QUANTUM_WIDTH,
                         "|window_active| below which the next window counts no energy",
-                        init=_NOMINAL_NOLOAD, guard=Guard.SEAL),
+                        init=_NOMINAL_NOLOAD, **CALIBRATION),
         Register.number(f"voltage_scale_{phase}", Access.RW, 32, "pV per voltage code",
-                        init=_VOLTAGE_SCALE_PV, guard=Guard.SEAL),
+                        init=_VOLTAGE_SCALE_PV, **CALIBRATION),
         Register.number(f"current_scale_{phase}", Access.RW, 32, "pA per current code",
-                        init=_CURRENT_SCALE_PA, guard=Guard.SEAL),
+                        init=_CURRENT_SCALE_PA, **CALIBRATION),
     )
 
 
