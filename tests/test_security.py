@@ -353,6 +353,12 @@ def test_sealed_readings_verify_with_cryptography(kind):
             with pytest.raises(Exception, match="does not verify"):
                 reading.verify(KEYS.key(Authority.LOCAL))
         assert (await host.read("security_status"))["commands_accepted"] == 0
+        # A kind the unit does not know seals nothing.
+        await host.write("seal_request", 7)
+        await host.tick()
+        await host.idle()
+        assert (await host.read("security_status"))["result"] == SecurityResult.UNKNOWN_KIND
+        assert (await host.read("reading_seal"))["counter"] == 2
 
     _run(bench)
 

@@ -55,6 +55,7 @@ class SecurityResult(enum.IntEnum, shape=4):
     BUSY = 8            #: the tag came while the unit was busy: dropped
     SEALED = 9          #: a reading was sealed
     EXHAUSTED = 10      #: the seal counter is at its end: no nonce left for the reading key
+    UNKNOWN_KIND = 11   #: a seal request of no :class:`SealKind`
     NO_ENGINE = 15      #: this bitstream has no security unit (``Meter(security=False)``)
 
 
@@ -272,7 +273,10 @@ class SecurityUnit(wiring.Component):
                         m.next = "KEY"
                 with m.Elif(seal_pending):
                     m.d.sync += seal_pending.eq(0)
-                    with m.If(~status.provisioned[Authority.READING]):
+                    with m.If((seal_kind != SealKind.PROFILE_RECORD) &
+                              (seal_kind != SealKind.SNAPSHOT)):
+                        finish(SecurityResult.UNKNOWN_KIND, refused=False)
+                    with m.Elif(~status.provisioned[Authority.READING]):
                         finish(SecurityResult.NO_KEY, refused=False)
                     with m.Elif(seal_counter == (1 << 32) - 1):
                         finish(SecurityResult.EXHAUSTED, refused=False)
