@@ -21,7 +21,7 @@ from .hostlink.uart import baud_divisor
 from .metrology.core import PHASE_NAMES, Metrology, metrology_registers
 from .metrology.events import EventLog
 from .metrology.line import LineMonitor, line_registers
-from .metrology.profile import LoadProfile
+from .metrology.profile import ENERGY_WIDTH, LoadProfile
 from .registers import Access, Field, Register, RegisterBank, RegisterMap, connect_registers
 from .rtc import RealTimeClock
 
@@ -198,7 +198,8 @@ class Meter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.registers = bank = RegisterBank(self._register_map)
+        m.submodules.metrology = metrology = Metrology(phases=PHASES)
+        m.submodules.registers = bank = RegisterBank(self._register_map, stores=metrology.stores)
         m.submodules.hostlink = hostlink = HostLink(
             data_width=self._register_map.data_width, divisor=self._divisor,
             frame_timeout=self._frame_timeout)
@@ -207,7 +208,6 @@ class Meter(wiring.Component):
             wiring.connect(m, wiring.flipped(self.utc_preset), rtc.set)
 
         m.submodules.adc = adc = ADS131M04Receiver(sclk_divisor=2)
-        m.submodules.metrology = metrology = Metrology(phases=PHASES)
 
         wiring.connect(m, hostlink.bus, bank.bus)
         m.d.comb += [
@@ -236,6 +236,8 @@ class Meter(wiring.Component):
             metrology.nco_step[0].eq(line.nco_step),
         ]
         connect_registers(m, bank, metrology, metrology.registers)
+        for store in metrology.stores:
+            wiring.connect(m, getattr(bank, store), getattr(metrology, store))
         connect_registers(m, bank, line, line.registers)
 
         m.submodules.events = events = EventLog(capacity=self._event_capacity, phases=PHASES)
@@ -244,12 +246,18 @@ class Meter(wiring.Component):
         connect_registers(m, bank, events, events.registers)
 
         # The load profile records the total energy; with one phase that is phase l1's.
+        # Its running counters count only the bits the profile keeps: the metrology's
+        # own counters are in block RAM, out of the profile's reach.
         m.submodules.profile = profile = LoadProfile(capacity=self._profile_capacity)
+        imported = Signal(ENERGY_WIDTH)
+        exported = Signal(ENERGY_WIDTH)
+        m.d.sync += [imported.eq(imported + metrology.imported[0]),
+                     exported.eq(exported + metrology.exported[0])]
         m.d.comb += [
             profile.utc_seconds.eq(rtc.seconds),
             profile.tick_ms.eq(rtc.tick_ms),
-            profile.import_wh.eq(metrology.active_import_wh_l1.value),
-            profile.export_wh.eq(metrology.active_export_wh_l1.value),
+            profile.import_wh.eq(imported),
+            profile.export_wh.eq(exported),
         ]
         connect_registers(m, bank, profile, profile.registers)
 

@@ -157,9 +157,11 @@ class FrameBridge(wiring.Component):
                 with m.Elif((command != Command.READ) & (command != Command.WRITE)):
                     respond(Status.BAD_COMMAND)
                 with m.Else():
+                    # The access holds (this state) until the target acknowledges it.
                     m.d.comb += bus.strobe.eq(1)
-                    m.d.sync += [response.eq(bus.r_data), response_length.eq(bus.r_length)]
-                    respond(bus.status)
+                    with m.If(bus.ack):
+                        m.d.sync += [response.eq(bus.r_data), response_length.eq(bus.r_length)]
+                        respond(bus.status)
 
             # Answering.
             with m.State("SEND-SOF"):
