@@ -7,7 +7,7 @@ RAM of 128 words read on two ports, one 16-bit adder with a carry flag walks eac
 multi-word value a word per cycle, and a microprogram in a ROM sequences it. Products
 use the same adder, one shift-and-add pass per multiplier bit, so the phase has no
 multiplier and no wide adder or comparator: it takes :func:`cycles_per_sample_set`
-(1,367 with the meter's 8192-sample fundamental window) cycles of the 1,500 there
+(1,368 with the meter's 8192-sample fundamental window) cycles of the 1,500 there
 are between sample sets at 8 kSPS and 12 MHz. The reference for Q1 is a quarter
 wave of 256 words in a ROM per output (cos and sin), mirrored into four quadrants.
 
@@ -689,7 +689,7 @@ def _sign_extend(value):
 class PhaseMetrology(wiring.Component):
     """The metrology of one phase.
 
-    Takes :func:`cycles_per_sample_set` cycles per sample set (1,367 with the
+    Takes :func:`cycles_per_sample_set` cycles per sample set (1,368 with the
     meter's fundamental window), whatever the data, so phases started together stay
     in step; ``sample.ready`` is low meanwhile. That is within the 1,500 cycles
     between sets at 8 kSPS and 12 MHz. After reset it clears its state and results
