@@ -19,9 +19,10 @@ from .adc.ads131m04 import ADS131M04Receiver
 from .hostlink.link import HostLink
 from .hostlink.uart import baud_divisor
 from .metrology.core import PHASE_NAMES, Metrology, metrology_registers
+from .metrology.spec import COUNTER_WIDTH
 from .metrology.events import EventLog
 from .metrology.line import LineMonitor, line_registers
-from .metrology.profile import LoadProfile
+from .metrology.profile import ENERGY_WIDTH, LoadProfile
 from .registers import (Access, Field, Register, RegisterBank, RegisterBusArbiter, RegisterMap,
                         connect_registers)
 from .rtc import RealTimeClock
@@ -209,7 +210,8 @@ class Meter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.registers = bank = RegisterBank(self._register_map)
+        m.submodules.metrology = metrology = Metrology(phases=PHASES)
+        m.submodules.registers = bank = RegisterBank(self._register_map, stores=metrology.stores)
         m.submodules.hostlink = hostlink = HostLink(
             data_width=self._register_map.data_width, divisor=self._divisor,
             frame_timeout=self._frame_timeout)
@@ -222,7 +224,6 @@ class Meter(wiring.Component):
                              self.utc_preset.ready.eq(1)]
 
         m.submodules.adc = adc = ADS131M04Receiver(sclk_divisor=2)
-        m.submodules.metrology = metrology = Metrology(phases=PHASES)
 
         m.d.comb += [
             hostlink.rx.eq(self.uart_rx),
@@ -250,6 +251,8 @@ class Meter(wiring.Component):
             metrology.nco_step[0].eq(line.nco_step),
         ]
         connect_registers(m, bank, metrology, metrology.registers)
+        for store in metrology.stores:
+            wiring.connect(m, getattr(bank, store), getattr(metrology, store))
         connect_registers(m, bank, line, line.registers)
 
         m.submodules.events = events = EventLog(capacity=self._event_capacity, phases=PHASES)
@@ -258,12 +261,19 @@ class Meter(wiring.Component):
         connect_registers(m, bank, events, events.registers)
 
         # The load profile records the total energy; with one phase that is phase l1's.
+        # The metrology's own counters are in block RAM, out of the profile's reach, so
+        # the meter counts the quanta again: the profile takes the low bits, a sealed
+        # snapshot all of them (equal to active_import/export_wh_l1).
         m.submodules.profile = profile = LoadProfile(capacity=self._profile_capacity)
+        imported = Signal(COUNTER_WIDTH)
+        exported = Signal(COUNTER_WIDTH)
+        m.d.sync += [imported.eq(imported + metrology.imported[0]),
+                     exported.eq(exported + metrology.exported[0])]
         m.d.comb += [
             profile.utc_seconds.eq(rtc.seconds),
             profile.tick_ms.eq(rtc.tick_ms),
-            profile.import_wh.eq(metrology.active_import_wh_l1.value),
-            profile.export_wh.eq(metrology.active_export_wh_l1.value),
+            profile.import_wh.eq(imported[:ENERGY_WIDTH]),
+            profile.export_wh.eq(exported[:ENERGY_WIDTH]),
         ]
         connect_registers(m, bank, profile, profile.registers)
 
@@ -277,11 +287,10 @@ class Meter(wiring.Component):
             wiring.connect(m, security.bus, arbiter.second)
             wiring.connect(m, arbiter.target, bank.bus)
             m.d.comb += [
-                security.bus_granted.eq(arbiter.second_granted),
                 security.profile_record.eq(profile.profile_record.as_value()),
                 security.utc_seconds.eq(rtc.seconds),
-                security.import_wh.eq(metrology.active_import_wh_l1.value),
-                security.export_wh.eq(metrology.active_export_wh_l1.value),
+                security.import_wh.eq(imported),
+                security.export_wh.eq(exported),
             ]
             connect_registers(m, bank, security, security.registers)
         else:

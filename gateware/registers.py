@@ -6,7 +6,8 @@ description. A :class:`RegisterMap` gives each register a 16-bit word address.
 :class:`RegisterBank` turns a map into logic: a :class:`RegisterBus` target that
 decodes addresses, enforces access, guards and length, holds the storage of ``rw``
 registers, passes ``wo`` writes to the components that take them and reads ``ro``
-registers from the components that own them.
+registers from the components that own them, from flip-flops or, for a
+:class:`RegisterStore`, from block RAM.
 
 Register values travel on the wire big-endian, in as many whole bytes as the
 register is wide.
@@ -16,17 +17,18 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping
 
-from amaranth.hdl import Const, Module, Mux, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 
 from .hostlink.protocol import MAX_PAYLOAD, Status
 from .security.authority import Authority
 
-__all__ = ["Access", "Guard", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterBank",
-           "RegisterBusArbiter", "register_ports", "connect_registers"]
+__all__ = ["Access", "Guard", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterStore",
+           "RegisterBank", "RegisterBusArbiter", "register_ports", "connect_registers"]
 
 
 class Access(enum.Enum):
@@ -256,16 +258,18 @@ class RegisterMap:
 
 
 class RegisterBus(wiring.Signature):
-    """One register access per strobe, answered combinationally.
+    """One register access per strobe, answered when the target acknowledges it.
 
     The initiator (the host-link bridge, or the security unit) drives ``address``,
     ``write``, ``length`` (payload bytes it received, up to ``MAX_PAYLOAD`` whatever
     the data width, so the target sees an over-long payload as such) and ``w_data``
-    (right-aligned), and pulses ``strobe``; in the same cycle the target answers
-    with ``status``, and for a read ``r_data`` and ``r_length`` (bytes to send). A
-    write takes effect only on a strobe whose status is ``OK``. Only the security
-    unit drives ``authenticated``, with the ``authority`` whose key verified the
-    command; the host link leaves both at 0.
+    (right-aligned), and raises ``strobe``; it holds them all until the target raises
+    ``ack``. In the cycle of ``ack`` the target answers with ``status``, and for a
+    read ``r_data`` and ``r_length`` (bytes to send). A write takes effect only with
+    an ``ack`` whose status is ``OK``. Most accesses are acknowledged in the strobe's
+    first cycle; reads from block RAM take a few more. Only the security unit drives
+    ``authenticated``, with the ``authority`` whose key verified the command; the
+    host link leaves both at 0.
     """
 
     def __init__(self, *, data_width: int):
@@ -278,6 +282,7 @@ class RegisterBus(wiring.Signature):
             "strobe":   Out(1),
             "authenticated": Out(1),
             "authority": Out(range(len(Authority))),
+            "ack":      In(1),
             "status":   In(Status),
             "r_data":   In(data_width),
             "r_length": In(range(data_width // 8 + 1)),
@@ -286,6 +291,43 @@ class RegisterBus(wiring.Signature):
     @property
     def data_width(self) -> int:
         return self._data_width
+
+
+@dataclass(frozen=True)
+class RegisterStore:
+    """``ro`` registers that a component keeps in block RAM, in 16-bit words.
+
+    Flip-flops that hold a register's value are cheap where it is computed but cost
+    the bank a multiplexer input per bit; a component that computes its results a
+    word at a time (the metrology's microprogram) keeps them in a RAM instead, and
+    the bank reads them through a :class:`~amaranth.lib.memory.ReadPort` (data a
+    cycle after the address) of :attr:`signature`.
+
+    ``addresses`` gives the word address of each register by name. A register's
+    value is in consecutive words from there, least significant first,
+    ``ceil(width / 16)`` of them; bits above the width are ignored.
+
+    The component must update a register by writing all its words in consecutive
+    cycles, lowest first, and the read port must be transparent (a word read as it is
+    written reads the new value). The bank reads the words in consecutive cycles,
+    lowest first. Then word ``j`` of a read started in cycle ``t`` is new if the
+    update started in a cycle ``s <= t``, whatever ``j``: a read sees all of one
+    update and none of a later one, so a value is never torn.
+    """
+
+    WORD_WIDTH = 16
+
+    addresses: Mapping[str, int]
+    address_width: int
+
+    @property
+    def signature(self) -> ReadPort.Signature:
+        return ReadPort.Signature(addr_width=self.address_width, shape=self.WORD_WIDTH)
+
+    @classmethod
+    def words(cls, register: Register) -> int:
+        """Words of ``register``'s value."""
+        return -(-sum(field.width for field in register.fields) // cls.WORD_WIDTH)
 
 
 class WriteOnlyPort(wiring.Signature):
@@ -318,20 +360,42 @@ class RegisterBank(wiring.Component):
     A map with guarded registers gives the bank ``seal_open`` (in); one with
     sealed registers also ``sealed_write`` (out), which pulses with every write
     to one of them.
+
+    ``stores`` names the :class:`RegisterStore` of each component that keeps
+    registers in block RAM; the bank has a read port of the store's name for each
+    (to connect to the component's) and no port for the registers in it. A read of
+    such a register is acknowledged ``words + 1`` cycles after its strobe rises; every
+    other access in the strobe's cycle.
     """
 
-    def __init__(self, register_map: RegisterMap):
+    def __init__(self, register_map: RegisterMap, *, stores: Mapping[str, RegisterStore] = {}):
         self._register_map = register_map
+        self._stores = dict(stores)
+        self._stored = {}  # register name: (store name, its word address)
         members = {"bus": In(RegisterBus(data_width=register_map.data_width))}
         if any(register.guard.sealed or register.guard is Guard.PROVISIONING
                for _, register in register_map):
             members["seal_open"] = In(1)
         if any(register.sealed for _, register in register_map):
             members["sealed_write"] = Out(1)
+        for store_name, store in self._stores.items():
+            members[store_name] = In(store.signature)
+            for name, address in store.addresses.items():
+                if register_map[name].access is not Access.RO:
+                    raise ValueError(f"Register {name!r} is not read-only, so it cannot be "
+                                     f"kept in a store")
+                if name in self._stored:
+                    raise ValueError(f"Register {name!r} is in stores {self._stored[name][0]!r} "
+                                     f"and {store_name!r}")
+                if address + RegisterStore.words(register_map[name]) > 1 << store.address_width:
+                    raise ValueError(f"Register {name!r} does not fit store {store_name!r}")
+                self._stored[name] = (store_name, address)
         for _, register in register_map:
             if register.name in members:
                 raise ValueError(f"A register may not be named {register.name!r}: "
                                  f"the bank has a port of that name")
+            if register.name in self._stored:
+                continue
             if register.access is Access.RO:
                 members[register.name] = In(register.layout)
             elif register.access is Access.RW:
@@ -351,12 +415,37 @@ class RegisterBank(wiring.Component):
         if "sealed_write" in self.signature.members:
             m.d.sync += self.sealed_write.eq(0)
 
+        # A read from a store: its words are addressed in consecutive cycles from the
+        # strobe's first, lowest first, and gathered as they come; the answer is the
+        # gathered value, a cycle after the last word.
+        stored_read = Signal()  # the access is a read of a stored register, status OK
+        max_words = max((RegisterStore.words(self._register_map[name]) for name in self._stored),
+                        default=0)
+        store_index = Signal(range(max(len(self._stores), 1)))
+        word_address = Signal(max((store.address_width for store in self._stores.values()),
+                                  default=0))
+        words = Signal(range(max_words + 1))
+        top_mask = Signal(RegisterStore.WORD_WIDTH)  # the bits of the last word in the value
+        step = Signal(range(max_words + 2))  # cycles since the strobe
+        gathered = Signal(max_words * RegisterStore.WORD_WIDTH)
+
         with m.Switch(bus.address):
             for address, register in self._register_map:
-                port = getattr(self, register.name)
                 with m.Case(address):
-                    if register.access.readable:
-                        m.d.comb += bus.r_data.eq(port.as_value())
+                    if register.name in self._stored:
+                        store_name, word_address_value = self._stored[register.name]
+                        count = RegisterStore.words(register)
+                        top_bits = (sum(field.width for field in register.fields)
+                                    - (count - 1) * RegisterStore.WORD_WIDTH)
+                        m.d.comb += [
+                            stored_read.eq(~bus.write & (bus.length == 0)),
+                            store_index.eq(list(self._stores).index(store_name)),
+                            word_address.eq(word_address_value),
+                            words.eq(count),
+                            top_mask.eq((1 << top_bits) - 1),
+                        ]
+                    elif register.access.readable:
+                        m.d.comb += bus.r_data.eq(getattr(self, register.name).as_value())
                     with m.If(bus.write):
                         if not register.access.writable:
                             m.d.comb += bus.status.eq(Status.READ_ONLY)
@@ -368,7 +457,7 @@ class RegisterBank(wiring.Component):
                                 m.d.comb += bus.status.eq(Status.BAD_LENGTH)
                             with m.Else():
                                 m.d.comb += bus.status.eq(Status.OK)
-                                self._store(m, register, port, bus)
+                                self._store(m, register, getattr(self, register.name), bus)
                     with m.Else():
                         if not register.access.readable:
                             m.d.comb += bus.status.eq(Status.WRITE_ONLY)
@@ -382,6 +471,23 @@ class RegisterBank(wiring.Component):
                                 ]
             with m.Default():
                 m.d.comb += bus.status.eq(Status.BAD_ADDRESS)
+
+        m.d.comb += bus.ack.eq(bus.strobe)
+        if self._stores:
+            data = 0
+            for index, store_name in enumerate(self._stores):
+                store = getattr(self, store_name)
+                m.d.comb += store.addr.eq(word_address + step)
+                data = store.data if index == 0 else Mux(store_index == index, store.data, data)
+            with m.If(bus.strobe & stored_read):
+                m.d.comb += [bus.ack.eq(step == words + 1), bus.r_data.eq(gathered)]
+                m.d.sync += step.eq(Mux(bus.ack, 0, step + 1))
+                with m.If(step == 0):
+                    m.d.sync += gathered.eq(0)
+                with m.Elif(step <= words):
+                    arrived = (step - 1)[:len(step)]  # the word whose data came this cycle
+                    m.d.sync += gathered.word_select(arrived, RegisterStore.WORD_WIDTH).eq(
+                        data & Mux(step == words, top_mask, 0xFFFF))
         return m
 
     def _guard_refusal(self, register: Register, bus) -> "_Refusal":
@@ -407,6 +513,7 @@ class RegisterBank(wiring.Component):
         # Only the fields are stored: padding bits always read back as 0.
         width = sum(field.width for field in register.fields)
         value = bus.w_data[:width]
+        # Acknowledged at once: only stored registers wait.
         if register.access is Access.WO:
             m.d.comb += [port.data.as_value()[:width].eq(value), port.written.eq(bus.strobe)]
             return
@@ -438,21 +545,23 @@ class _Refusal:
 
 class RegisterBusArbiter(wiring.Component):
     """Two initiators on one register bus: ``first`` (the host link) whenever it
-    strobes, ``second`` (the security unit) in any other cycle. ``second_granted``
-    is high in the cycles ``second``'s strobe reaches the target; a strobe that is
-    not granted did nothing and is offered again."""
+    strobes, ``second`` (the security unit) in any other cycle, and an access that
+    has reached the target keeps it until acknowledged. Only the initiator whose
+    access the target answers sees ``ack``: the other waits, as for a slow target."""
 
     def __init__(self, *, data_width: int):
         bus = RegisterBus(data_width=data_width)
-        super().__init__({"first": In(bus), "second": In(bus), "target": Out(bus),
-                          "second_granted": Out(1)})
+        super().__init__({"first": In(bus), "second": In(bus), "target": Out(bus)})
 
     def elaborate(self, platform):
         m = Module()
-        with m.If(self.first.strobe):
-            m.d.comb += self._route(self.first)
+        second_holds = Signal()    # second's access reached the target, unacknowledged
+        second_turn = second_holds | (self.second.strobe & ~self.first.strobe)
+        m.d.sync += second_holds.eq(second_turn & self.second.strobe & ~self.target.ack)
+        with m.If(second_turn):
+            m.d.comb += self._route(self.second)
         with m.Else():
-            m.d.comb += [*self._route(self.second), self.second_granted.eq(self.second.strobe)]
+            m.d.comb += self._route(self.first)
         return m
 
     def _route(self, initiator) -> list:
@@ -461,7 +570,7 @@ class RegisterBusArbiter(wiring.Component):
                 for name in ("address", "write", "length", "w_data", "strobe", "authenticated",
                              "authority")] + \
                [getattr(initiator, name).eq(getattr(target, name))
-                for name in ("status", "r_data", "r_length")]
+                for name in ("ack", "status", "r_data", "r_length")]
 
 
 def register_ports(registers) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refmeter.gateware.metrology import spec
-from refmeter.gateware.metrology.phase import PhaseMetrology
+from refmeter.gateware.metrology.phase import PUBLISHED, PhaseMetrology
 from refmeter.sim.metrology import PhaseCalibration, PhaseModel
 
 from gateware_helpers import run_simulation
@@ -36,8 +36,29 @@ def _stimulus(rng: random.Random, count: int) -> tuple[list[int], list[int]]:
 FUNDAMENTAL_WINDOW_LOG2 = 4
 
 
+#: Published values that are signed (the others are unsigned).
+SIGNED = {"window_active", "energy_fraction", "window_reactive", "reactive_fraction"}
+
+
+async def read_published(ctx, dut, name: str) -> int:
+    """A published value, read from ``results`` a word a cycle, lowest first, as the
+    register bank reads it."""
+    width = PUBLISHED[name]
+    words = -(-width // 16)
+    raw = 0
+    for k in range(words):
+        ctx.set(dut.results.addr, dut.published[name] + k)
+        await ctx.tick()
+        raw |= ctx.get(dut.results.data) << (16 * k)
+    raw &= (1 << width) - 1
+    return raw - (1 << width) if name in SIGNED and raw >> (width - 1) else raw
+
+
 def _run_gateware(calibration: PhaseCalibration, voltage: list[int], current: list[int],
                   nco_step: int = spec.nco_step(50)):
+    """Feed the sample sets one by one; after each, read what it published: the window
+    sums when ``windows_completed`` has counted a window, ``window_reactive`` when
+    ``fundamental_windows_completed`` has, and at the end the energy state."""
     dut = PhaseMetrology(fundamental_window_log2=FUNDAMENTAL_WINDOW_LOG2)
     windows = []
     reactive_windows = []
@@ -49,28 +70,33 @@ def _run_gateware(calibration: PhaseCalibration, voltage: list[int], current: li
         ctx.set(dut.energy_quantum, calibration.energy_quantum)
         ctx.set(dut.noload_threshold, calibration.noload_threshold)
         ctx.set(dut.window_samples, calibration.window_samples)
+        completed = fundamental_completed = 0
         for v, i in zip(voltage, current):
             ctx.set(dut.sample.payload, {"voltage": v, "current": i})
             ctx.set(dut.sample.valid, 1)
             await ctx.tick().until(dut.sample.ready)
             ctx.set(dut.sample.valid, 0)
-        await ctx.tick().until(dut.sample.ready)
-        await ctx.tick()
-        final.update(imported=ctx.get(dut.import_quanta), exported=ctx.get(dut.export_quanta),
-                     fraction=ctx.get(dut.energy_fraction),
-                     reactive_quanta=tuple(ctx.get(dut.reactive_quanta)),
-                     reactive_fraction=ctx.get(dut.reactive_fraction))
+            await ctx.tick().until(dut.sample.ready)
+            count = await read_published(ctx, dut, "windows_completed")
+            if count != completed:
+                assert count == completed + 1
+                windows.append(tuple([await read_published(ctx, dut, name) for name in
+                                      ("window_active", "window_voltage_squared",
+                                       "window_current_squared")]))
+                completed = count
+            count = await read_published(ctx, dut, "fundamental_windows_completed")
+            if count != fundamental_completed:
+                assert count == fundamental_completed + 1
+                reactive_windows.append(await read_published(ctx, dut, "window_reactive"))
+                fundamental_completed = count
+        final.update(imported=await read_published(ctx, dut, "active_import_wh"),
+                     exported=await read_published(ctx, dut, "active_export_wh"),
+                     fraction=await read_published(ctx, dut, "energy_fraction"),
+                     reactive_quanta=tuple([await read_published(ctx, dut, f"reactive_quadrant{n}_varh")
+                                            for n in range(1, 5)]),
+                     reactive_fraction=await read_published(ctx, dut, "reactive_fraction"))
 
-    async def monitor(ctx):
-        async for _, _, done, active, voltage_sq, current_sq, fundamental_done, q in ctx.tick().sample(
-                dut.window_done, dut.window.active, dut.window.voltage_squared,
-                dut.window.current_squared, dut.fundamental_done, dut.window_reactive):
-            if done:
-                windows.append((active, voltage_sq, current_sq))
-            if fundamental_done:
-                reactive_windows.append(q)
-
-    run_simulation(dut, feed, background=[monitor])
+    run_simulation(dut, feed)
     return windows, reactive_windows, final
 
 

@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 
 from gateware_helpers import DEMO_RO_VALUES, demo_register_map, run_simulation, ticks
 from refmeter.gateware.hostlink.protocol import Status
 from refmeter.gateware.registers import (Access, Field, Guard, Register, RegisterBank,
-                                         RegisterBusArbiter, RegisterMap)
+                                         RegisterBusArbiter, RegisterMap, RegisterStore)
 from refmeter.gateware.security.authority import Authority
 
 
@@ -541,11 +542,12 @@ def test_arbiter_gives_the_bus_to_the_first_initiator_when_both_strobe():
         ctx.set(second.authenticated, 1)
         ctx.set(second.authority, Authority.LOCAL)
         assert Status(ctx.get(first.status)) is Status.OK
-        assert ctx.get(arbiter.second_granted) == 0 and ctx.get(bank.clock.written) == 0
+        assert ctx.get(first.ack) and not ctx.get(second.ack)
+        assert ctx.get(bank.clock.written) == 0
         await ctx.tick()
         ctx.set(first.strobe, 0)
         assert ctx.get(bank.scratch.value) == 0x1111
-        assert ctx.get(arbiter.second_granted) == 1
+        assert ctx.get(second.ack) and not ctx.get(first.ack)
         assert Status(ctx.get(second.status)) is Status.OK
         assert ctx.get(bank.clock.written) == 1 and ctx.get(bank.clock.data.value) == 0x2222
         # The host link's plain write to the same register is refused.
@@ -604,3 +606,140 @@ def test_signed_fields_round_trip_through_the_bank_and_host():
         assert (status, decode(register, data.to_bytes(register.size, "big"))) == (Status.OK, -3)
 
     run_simulation(bank, bench)
+
+
+# --- Registers kept in block RAM ------------------------------------------------------
+
+def _stored_map() -> RegisterMap:
+    register_map = RegisterMap()
+    register_map.add(0x0000, Register.number("serial_number", Access.RO, 32, "serial"))
+    register_map.add(0x0001, Register.number("energy_fraction", Access.RO, 61, "signed",
+                                             signed=True))
+    register_map.add(0x0002, Register.number("windows_completed", Access.RO, 32, "count"))
+    register_map.add(0x0003, Register.number("tariff_rate", Access.RW, 24, "rate"))
+    return register_map
+
+
+#: Where the store keeps them: energy_fraction in words 4..7, windows_completed in 9..10.
+STORE = RegisterStore(addresses={"energy_fraction": 4, "windows_completed": 9}, address_width=4)
+
+
+class StoredBank(Elaboratable):
+    """A bank whose store is a RAM the testbench publishes into, a word a cycle through
+    ``publish_*``, as a component keeping registers in block RAM would."""
+
+    def __init__(self):
+        self.bank = RegisterBank(_stored_map(), stores={"results": STORE})
+        self.publish_addr = Signal(STORE.address_width)
+        self.publish_data = Signal(16)
+        self.publish_en = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bank = self.bank
+        m.submodules.ram = ram = Memory(shape=16, depth=1 << STORE.address_width, init=[])
+        write = ram.write_port()
+        read = ram.read_port(transparent_for=(write,))
+        port = self.bank.results
+        m.d.comb += [write.addr.eq(self.publish_addr), write.data.eq(self.publish_data),
+                     write.en.eq(self.publish_en), read.addr.eq(port.addr), read.en.eq(port.en),
+                     port.data.eq(read.data)]
+        return m
+
+
+async def _publish(ctx, top, address, value, words, *, order=None):
+    """Write ``value`` into the store's ``words`` words from ``address``, a word a
+    cycle, lowest first unless ``order`` says otherwise."""
+    for k in order or range(words):
+        ctx.set(top.publish_addr, address + k)
+        ctx.set(top.publish_data, (value >> (16 * k)) & 0xFFFF)
+        ctx.set(top.publish_en, 1)
+        await ctx.tick()
+    ctx.set(top.publish_en, 0)
+
+
+async def _stored_read(ctx, bank, address):
+    """A read strobed until acknowledged: (status, r_data, r_length, cycles to the ack)."""
+    ctx.set(bank.bus.address, address)
+    ctx.set(bank.bus.write, 0)
+    ctx.set(bank.bus.length, 0)
+    ctx.set(bank.bus.strobe, 1)
+    cycles = 0
+    while not ctx.get(bank.bus.ack):
+        await ctx.tick()
+        cycles += 1
+    answer = Status(ctx.get(bank.bus.status)), ctx.get(bank.bus.r_data), ctx.get(bank.bus.r_length)
+    await ctx.tick()
+    ctx.set(bank.bus.strobe, 0)
+    return (*answer, cycles)
+
+
+def test_store_register_must_be_read_only_and_fit():
+    with pytest.raises(ValueError, match="'tariff_rate' is not read-only"):
+        RegisterBank(_stored_map(), stores={"results": RegisterStore(
+            addresses={"tariff_rate": 0}, address_width=4)})
+    with pytest.raises(ValueError, match="'energy_fraction' does not fit store 'results'"):
+        RegisterBank(_stored_map(), stores={"results": RegisterStore(
+            addresses={"energy_fraction": 13}, address_width=4)})
+    assert not hasattr(RegisterBank(_stored_map(), stores={"results": STORE}), "energy_fraction")
+
+
+def test_bank_reads_stored_registers_from_their_words():
+    """A stored register reads as its words, least significant first, with the bits
+    above its width 0 (a negative value's sign extension is not sent); the read is
+    acknowledged words + 1 cycles after the strobe rises, other accesses at once."""
+    top = StoredBank()
+    bank = top.bank
+
+    async def bench(ctx):
+        ctx.set(bank.serial_number.value, 0xC0FFEE42)
+        await _publish(ctx, top, 4, -5 & ((1 << 64) - 1), 4)
+        await _publish(ctx, top, 9, 0x1234_5678, 2)
+        assert await _stored_read(ctx, bank, 0x0001) == (Status.OK, (1 << 61) - 5, 8, 5)
+        assert await _stored_read(ctx, bank, 0x0002) == (Status.OK, 0x1234_5678, 4, 3)
+        assert await _stored_read(ctx, bank, 0x0000) == (Status.OK, 0xC0FFEE42, 4, 0)
+        # A shorter register after a longer one: the longer one's upper words are gone.
+        assert await _stored_read(ctx, bank, 0x0002) == (Status.OK, 0x1234_5678, 4, 3)
+        assert (await _access(ctx, bank, 0x0001, WRITE, 8, 0, strobe=True))[0] is Status.READ_ONLY
+        assert (await _access(ctx, bank, 0x0001, READ, 1, 0, strobe=True))[0] is Status.BAD_LENGTH
+
+    run_simulation(top, bench)
+
+
+def _torn_reads(order) -> tuple[int, int]:
+    """Publish energy_fraction over and over (all four words equal, a new value each
+    time, in ``order``) while reading it back to back, so that reads start at every
+    cycle of a publication; return (reads, reads whose words differ)."""
+    top = StoredBank()
+    reads, torn = [], []
+
+    async def publisher(ctx):
+        for n in range(1, 60):
+            await _publish(ctx, top, 4, n * 0x0001_0001_0001_0001, 4, order=order)
+            await ticks(ctx, n % 5)  # vary the gap, so reads meet publications at every phase
+
+    async def reader(ctx):
+        for _ in range(120):
+            status, value, _, _ = await _stored_read(ctx, top.bank, 0x0001)
+            assert status is Status.OK
+            words = {(value >> (16 * k)) & 0xFFFF for k in range(3)} | {value >> 48}
+            reads.append(value)
+            if len(words) != 1:
+                torn.append(value)
+
+    run_simulation(top, reader, background=[publisher])
+    return len(reads), len(torn)
+
+
+def test_stored_register_read_is_never_torn():
+    """A read a word a cycle, lowest first, in step with a publication written the same
+    way, sees all of one publication: never some words of one and some of the next."""
+    reads, torn = _torn_reads(order=None)
+    assert (reads, torn) == (120, 0)
+
+
+def test_torn_read_check_can_fail():
+    """The same check catches torn reads when a publication breaks the rule (highest
+    word first), so its silence above means something."""
+    _, torn = _torn_reads(order=(3, 2, 1, 0))
+    assert torn > 0

@@ -62,7 +62,6 @@ class Top(wiring.Component):
         wiring.connect(m, self.arbiter.target, self.bank.bus)
         connect_registers(m, self.bank, self.unit, self.unit.registers)
         m.d.comb += [
-            self.unit.bus_granted.eq(self.arbiter.second_granted),
             self.unit.profile_record.eq(PROFILE_RECORD),
             self.unit.utc_seconds.eq(UTC),
             self.unit.import_wh.eq(IMPORT_WH),

@@ -73,9 +73,10 @@ class FrameBridge(wiring.Component):
         length = Signal(range(MAX_PAYLOAD + 1))
         command = Signal(8)
         status = Signal(Status)
-        payload = Signal(self._data_width)      # received payload, right-aligned
+        # The payload received (right-aligned), then the value read, sent most significant
+        # byte first: a write's payload is used up when the value read replaces it.
+        payload = Signal(self._data_width)
         byte_count = Signal(range(MAX_PAYLOAD + 1))
-        response = Signal(self._data_width)     # value read, sent most significant byte first
         response_length = Signal(range(data_bytes + 1))
         idle_cycles = Signal(range(self._frame_timeout + 1))
 
@@ -157,9 +158,11 @@ class FrameBridge(wiring.Component):
                 with m.Elif((command != Command.READ) & (command != Command.WRITE)):
                     respond(Status.BAD_COMMAND)
                 with m.Else():
+                    # The access holds (this state) until the target acknowledges it.
                     m.d.comb += bus.strobe.eq(1)
-                    m.d.sync += [response.eq(bus.r_data), response_length.eq(bus.r_length)]
-                    respond(bus.status)
+                    with m.If(bus.ack):
+                        m.d.sync += [payload.eq(bus.r_data), response_length.eq(bus.r_length)]
+                        respond(bus.status)
 
             # Answering.
             with m.State("SEND-SOF"):
@@ -177,7 +180,7 @@ class FrameBridge(wiring.Component):
                 with m.Else():
                     byte_index = Signal(range(data_bytes))
                     m.d.comb += byte_index.eq(response_length - 1)
-                    byte = response.word_select(byte_index, 8)
+                    byte = payload.word_select(byte_index, 8)
                     m.d.comb += [self.tx.payload.eq(byte), self.tx.valid.eq(1)]
                     with m.If(self.tx.ready):
                         m.d.comb += [crc.data.eq(byte), crc.valid.eq(1)]

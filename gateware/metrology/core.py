@@ -4,10 +4,10 @@ from amaranth.hdl import Module
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..registers import Access, Guard, Register, register_ports
+from ..registers import Access, Guard, Register, RegisterStore, register_ports
 from ..security.authority import Authority
 from . import spec
-from .phase import PhaseMetrology, PhaseSample
+from .phase import RESULTS_ADDRESS_WIDTH, PhaseMetrology, PhaseSample, published_words
 
 __all__ = ["Metrology", "PHASE_NAMES", "QUADRANTS", "metrology_registers"]
 
@@ -81,6 +81,10 @@ SHARED_REGISTERS = (
 )
 
 
+#: Registers shared by the phases; every phase counts the windows alike, l1's are shown.
+_SHARED = ("windows_completed", "fundamental_windows_completed")
+
+
 def metrology_registers(phases: int) -> tuple[Register, ...]:
     """Every register of a ``phases``-phase meter's metrology."""
     if not 1 <= phases <= len(PHASE_NAMES):
@@ -93,31 +97,47 @@ class Metrology(wiring.Component):
     """:class:`PhaseMetrology` for each of ``phases`` phases, behind registers.
 
     Besides ``samples`` (one :data:`PhaseSample` per phase, all taken at once),
-    ``nco_step`` (each phase's line frequency, cycles per sample set * 2**32) and
-    ``quantum`` (a pulse per energy quantum of any phase, for the test LED), it has
-    a port per register of :attr:`registers`.
+    ``nco_step`` (each phase's line frequency, cycles per sample set * 2**32),
+    ``imported`` and ``exported`` (a bit per phase that pulses with each active
+    energy quantum it counts) and ``quantum`` (a pulse per energy quantum of any
+    phase, for the test LED), it has a port per register of :attr:`registers` (the
+    calibration) and a read port per store of :attr:`stores`: each phase keeps its
+    measurements (and phase l1 the window counts) in block RAM, as a
+    :class:`~refmeter.gateware.registers.RegisterStore` named ``results_<phase>``.
     """
 
     def __init__(self, *, phases: int = 1):
-        self.registers = metrology_registers(phases)
+        registers = metrology_registers(phases)
         self._phases = PHASE_NAMES[:phases]
+        self.stores = {
+            f"results_{phase}": RegisterStore(
+                addresses={name if name in _SHARED else f"{name}_{phase}": address
+                           for name, address in published_words().items()
+                           if name not in _SHARED or index == 0},
+                address_width=RESULTS_ADDRESS_WIDTH)
+            for index, phase in enumerate(self._phases)}
+        stored = {name for store in self.stores.values() for name in store.addresses}
+        self.registers = tuple(register for register in registers if register.name not in stored)
         super().__init__({
             "samples": In(stream.Signature(data.ArrayLayout(PhaseSample, phases))),
             "nco_step": In(data.ArrayLayout(spec.NCO_WIDTH, phases)),
+            "imported": Out(phases),
+            "exported": Out(phases),
             "quantum": Out(1),
+            **{name: Out(store.signature) for name, store in self.stores.items()},
             **register_ports(self.registers),
         })
 
     def elaborate(self, platform):
         m = Module()
         ready = 1
-        quantum = 0
         for index, phase in enumerate(self._phases):
             m.submodules[phase] = dsp = PhaseMetrology()
 
             def port(name):
                 return getattr(self, f"{name}_{phase}").value
 
+            results = getattr(self, f"results_{phase}")
             m.d.comb += [
                 dsp.sample.payload.eq(self.samples.payload[index]),
                 dsp.sample.valid.eq(self.samples.valid & self.samples.ready),
@@ -126,23 +146,13 @@ class Metrology(wiring.Component):
                 dsp.noload_threshold.eq(port("noload_threshold")),
                 dsp.window_samples.eq(self.window_samples.value),
                 dsp.nco_step.eq(self.nco_step[index]),
-                port("window_active").eq(dsp.window.active),
-                port("window_voltage_squared").eq(dsp.window.voltage_squared),
-                port("window_current_squared").eq(dsp.window.current_squared),
-                port("active_import_wh").eq(dsp.import_quanta),
-                port("active_export_wh").eq(dsp.export_quanta),
-                port("energy_fraction").eq(dsp.energy_fraction),
-                port("window_reactive").eq(dsp.window_reactive),
-                port("reactive_fraction").eq(dsp.reactive_fraction),
-                *(port(f"reactive_{quadrant}_varh").eq(dsp.reactive_quanta[k])
-                  for k, quadrant in enumerate(QUADRANTS)),
+                dsp.results.addr.eq(results.addr),
+                dsp.results.en.eq(results.en),
+                results.data.eq(dsp.results.data),
+                self.imported[index].eq(dsp.imported),
+                self.exported[index].eq(dsp.exported),
             ]
             ready &= dsp.sample.ready
-            quantum |= dsp.quantum
-            if index == 0:  # every phase ends its windows on the same sample
-                for done, completed in ((dsp.window_done, self.windows_completed),
-                                        (dsp.fundamental_done, self.fundamental_windows_completed)):
-                    with m.If(done):
-                        m.d.sync += completed.value.eq(completed.value + 1)
-        m.d.comb += [self.samples.ready.eq(ready), self.quantum.eq(quantum)]
+        m.d.comb += [self.samples.ready.eq(ready),
+                     self.quantum.eq((self.imported | self.exported).any())]
         return m

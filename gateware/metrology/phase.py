@@ -7,9 +7,17 @@ RAM of 128 words read on two ports, one 16-bit adder with a carry flag walks eac
 multi-word value a word per cycle, and a microprogram in a ROM sequences it. Products
 use the same adder, one shift-and-add pass per multiplier bit, so the phase has no
 multiplier and no wide adder or comparator: it takes :func:`cycles_per_sample_set`
-(1,352 with the meter's 8192-sample fundamental window) cycles of the 1,500 there
+(1,368 with the meter's 8192-sample fundamental window) cycles of the 1,500 there
 are between sample sets at 8 kSPS and 12 MHz. The reference for Q1 is a quarter
 wave of 256 words in a ROM per output (cos and sin), mirrored into four quadrants.
+
+What the phase publishes (window sums, energy and reactive fractions, quanta and
+window counts) is not kept in flip-flops: the microprogram keeps it in scratchpad
+words like the rest of its state and *publishes* a value by writing all its words,
+lowest first in consecutive cycles, to a third copy of the scratchpad that takes
+only such writes. That copy is the ``results`` read port, which the register bank
+reads a word a cycle in the same order (see
+:class:`~refmeter.gateware.registers.RegisterStore` for why that never tears a value).
 
 The datapath, its microinstruction, a small assembler and the microprogram are all
 in this file; :func:`listing` prints the assembled microcode.
@@ -20,12 +28,13 @@ from dataclasses import dataclass, field, replace
 
 from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
 
 from . import spec
 
-__all__ = ["PhaseSample", "WindowSums", "PhaseMetrology", "cycles_per_sample_set", "listing"]
+__all__ = ["PhaseSample", "PhaseMetrology", "PUBLISHED", "RESULTS_ADDRESS_WIDTH",
+           "cycles_per_sample_set", "published_words", "listing"]
 
 #: One simultaneous voltage and current sample, ADC codes.
 PhaseSample = data.StructLayout({
@@ -33,12 +42,22 @@ PhaseSample = data.StructLayout({
     "current": signed(spec.SAMPLE_WIDTH),
 })
 
-#: What a phase publishes at the end of each window (raw units: codes, codes²).
-WindowSums = data.StructLayout({
-    "active": signed(spec.SUM_WIDTH),          # sum of v*i
-    "voltage_squared": spec.SUM_WIDTH,         # sum of v*v
-    "current_squared": spec.SUM_WIDTH,         # sum of i*i
-})
+#: What a phase publishes on its ``results`` port, by the stem of its register's
+#: name (``window_active`` is ``window_active_l1`` for phase l1), with the value's
+#: width in bits; :attr:`PhaseMetrology.published` gives their word addresses.
+PUBLISHED = {
+    "windows_completed": spec.COUNTER_WIDTH,
+    "fundamental_windows_completed": spec.COUNTER_WIDTH,
+    "window_active": spec.SUM_WIDTH,
+    "window_voltage_squared": spec.SUM_WIDTH,
+    "window_current_squared": spec.SUM_WIDTH,
+    "active_import_wh": spec.COUNTER_WIDTH,
+    "active_export_wh": spec.COUNTER_WIDTH,
+    "energy_fraction": spec.FRACTION_WIDTH,
+    "window_reactive": spec.REACTIVE_WIDTH,
+    **{f"reactive_quadrant{number}_varh": spec.COUNTER_WIDTH for number in range(1, 5)},
+    "reactive_fraction": spec.REACTIVE_WIDTH,
+}
 
 #: Datapath width, bits: multi-word values are kept little-endian, sign-extended.
 _WORD = 16
@@ -56,7 +75,8 @@ _LONG = 4
 # the top bit of the previous cycle's A word when the carry chains, else 0), inverted
 # or zero. B is one of the sources below, ANDed with a gate bit and optionally
 # inverted. The result goes to a scratchpad word (word 0 is junk, for instructions
-# that want only a flag or a destination) and may update a destination register.
+# that want only a flag or a destination), and to the same word of the results copy
+# if the instruction publishes, and may update a destination register.
 #
 # Scratchpad reads are registered: the words an instruction reads are addressed one
 # cycle earlier, so each microword carries the read addresses of the instruction
@@ -123,29 +143,30 @@ class _Flag(enum.Enum, shape=3):
     FUNDAMENTAL_END = 4
 
 
-class _Condition(enum.Enum, shape=3):
+class _Condition(enum.Enum, shape=4):
     """When the scratchpad write and the destination take effect."""
     ALWAYS = 0
     FIRST = 1
     SECOND_NOT_FIRST = 2
     WINDOW_END = 3
     FUNDAMENTAL_END = 4
+    # A reactive quantum counted (FIRST: +R, SECOND_NOT_FIRST: -R) in each quadrant.
+    QUADRANT_1 = 5       # +R importing
+    QUADRANT_2 = 6       # +R exporting
+    QUADRANT_3 = 7       # -R exporting
+    QUADRANT_4 = 8       # -R importing
 
 
-class _Destination(enum.Enum, shape=4):
+class _Destination(enum.Enum, shape=3):
     """The register an instruction updates besides the scratchpad."""
     NONE = 0
     QUEUE = 1            # the queue shifts down a word; the result enters at the top
-    FRACTION = 2         # publish energy_fraction (queue words 1..3, result) and count quanta
-    WINDOW = 3           # the published window sums shift down a word; the result enters on top
-    WINDOW_DONE = 4
-    RUNNING = 5          # the energy gate becomes FIRST | SECOND
-    MULTIPLIER_BIT = 6   # bit 8 of the A word (bit 24 of a two-word multiplier)
-    TABLE_INDEX = 7      # the reference's table index: the top 10 bits of the result
-    REACTIVE_FRACTION = 8  # publish the reactive fraction (queue words 1..3, result), count quanta
-    REACTIVE_WINDOW = 9  # publish q (queue words 1..3, result) and pulse fundamental_done
-    REACTIVE_GATE = 10   # the reactive gate becomes (FIRST | SECOND) at a fundamental window's end
-    DIRECTION = 11       # importing becomes: the result is not negative
+    QUANTA = 2           # pulse `imported` if FIRST, `exported` if SECOND but not FIRST
+    RUNNING = 3          # the energy gate becomes FIRST | SECOND
+    MULTIPLIER_BIT = 4   # bit 8 of the A word (bit 24 of a two-word multiplier)
+    TABLE_INDEX = 5      # the reference's table index: the top 10 bits of the result
+    REACTIVE_GATE = 6    # the reactive gate becomes (FIRST | SECOND) at a fundamental window's end
+    DIRECTION = 7        # importing becomes: the result is not negative
 
 
 class _Control(enum.Enum, shape=3):
@@ -159,6 +180,9 @@ class _Control(enum.Enum, shape=3):
 
 
 _ADDRESS = 7             # scratchpad address, bits
+#: Address width of :class:`PhaseMetrology`'s ``results`` port: a copy of the scratchpad.
+RESULTS_ADDRESS_WIDTH = _ADDRESS
+_MAX_LOOPS = 64          # iterations of one loop: the loop counter has 6 bits
 _PROGRAM_DEPTH = 512
 _Microword = data.StructLayout({
     "read_a": _ADDRESS,  # scratchpad words read for the *next* instruction
@@ -172,6 +196,7 @@ _Microword = data.StructLayout({
     "flag": _Flag,
     "condition": _Condition,
     "destination": _Destination,
+    "publish": 1,        # the result also goes to the results copy (if the write is enabled)
     "control": _Control,
     "target": 9,
 })
@@ -192,6 +217,7 @@ class _Instruction:
     flag: _Flag = _Flag.NONE
     condition: _Condition = _Condition.ALWAYS
     destination: _Destination = _Destination.NONE
+    publish: bool = False
     control: _Control = _Control.NEXT
     target: int | str = 0        # a number, or a label for LOOP(_INDEXED) and JUMP
 
@@ -205,6 +231,7 @@ class _Instruction:
         extras = [f"if {self.condition.name}" * (self.condition is not _Condition.ALWAYS),
                   f"flag {self.flag.name}" * (self.flag is not _Flag.NONE),
                   f"to {self.destination.name}" * (self.destination is not _Destination.NONE),
+                  "published" * self.publish,
                   f"{self.control.name} {self.target}" * (self.control is not _Control.NEXT)]
         return "  ".join([text] + [extra for extra in extras if extra])
 
@@ -215,6 +242,7 @@ class _Program:
 
     instructions: list = field(default_factory=list)
     labels: dict = field(default_factory=dict)
+    published: dict = field(default_factory=dict)  # name: the word address of a published value
 
     def label(self, name: str) -> None:
         self.labels[name] = len(self.instructions)
@@ -268,7 +296,8 @@ class _Program:
                 "b": instruction.source, "invert_b": int(instruction.invert_b),
                 "gate": instruction.gate, "carry": instruction.carry,
                 "flag": instruction.flag, "condition": instruction.condition,
-                "destination": instruction.destination, "control": instruction.control,
+                "destination": instruction.destination, "publish": int(instruction.publish),
+                "control": instruction.control,
                 "target": instruction.target,
             })
         self.code = code
@@ -322,16 +351,13 @@ class _Scratchpad:
     """Allocates named scratchpad words; word 0 is junk."""
 
     def __init__(self):
-        self._next = 1
-        self.state = []
+        self.allocated = 1
 
-    def words(self, count: int, *, state: bool = False) -> list[int]:
-        words = list(range(self._next, self._next + count))
-        self._next += count
-        if self._next > 1 << _ADDRESS:
+    def words(self, count: int) -> list[int]:
+        words = list(range(self.allocated, self.allocated + count))
+        self.allocated += count
+        if self.allocated > 1 << _ADDRESS:
             raise ValueError("The scratchpad is full")
-        if state:
-            self.state += words
         return words
 
 
@@ -342,22 +368,28 @@ def _chain(k: int, first: _Carry = _Carry.ZERO) -> _Carry:
 
 def _build_program(fundamental_window_log2: int) -> _Program:
     ram = _Scratchpad()
-    # The phase's state, cleared after reset like the registers it replaces.
-    dc_voltage = ram.words(3, state=True)          # dc << 2: dc >> 14 is words 1..2
-    dc_current = ram.words(3, state=True)
-    voltage_delayed = ram.words(2, state=True)     # v_d
-    current_previous = ram.words(2, state=True)    # i_ac of the last sample set
-    current_compensated = ram.words(2, state=True)  # i_c
-    sum_active = ram.words(_LONG, state=True)
-    sum_voltage = ram.words(_LONG, state=True)
-    sum_current = ram.words(_LONG, state=True)
-    (count,) = ram.words(1, state=True)
-    energy = ram.words(_LONG, state=True)          # E, the energy fraction
-    theta = ram.words(2, state=True)               # the reference's phase
-    demodulated = {name: ram.words(_LONG, state=True) for name in ("Vc", "Vs", "Ic", "Is")}
-    sum_fundamental_active = ram.words(_LONG, state=True)  # Pf
-    (fundamental_count,) = ram.words(1, state=True)  # FUNDAMENTAL_STEP per set; bit 15 ends a window
-    reactive = ram.words(_LONG, state=True)        # R, the reactive energy fraction
+    # The phase's state.
+    dc_voltage = ram.words(3)          # dc << 2: dc >> 14 is words 1..2
+    dc_current = ram.words(3)
+    voltage_delayed = ram.words(2)     # v_d
+    current_previous = ram.words(2)    # i_ac of the last sample set
+    current_compensated = ram.words(2)  # i_c
+    sum_active = ram.words(_LONG)
+    sum_voltage = ram.words(_LONG)
+    sum_current = ram.words(_LONG)
+    (count,) = ram.words(1)
+    energy = ram.words(_LONG)          # E, the energy fraction
+    theta = ram.words(2)               # the reference's phase
+    demodulated = {name: ram.words(_LONG) for name in ("Vc", "Vs", "Ic", "Is")}
+    sum_fundamental_active = ram.words(_LONG)  # Pf
+    (fundamental_count,) = ram.words(1)  # FUNDAMENTAL_STEP per set; bit 15 ends a window
+    reactive = ram.words(_LONG)        # R, the reactive energy fraction
+    # Counters, published (they wrap).
+    windows = ram.words(2)
+    fundamental_windows = ram.words(2)
+    imported = ram.words(2)
+    exported = ram.words(2)
+    quadrants = [ram.words(2) for _ in range(4)]
     # Scratch, valid within a sample set.
     voltage = ram.words(2)            # v_ac (ac before saturation)
     current = ram.words(2)            # i_ac
@@ -385,10 +417,14 @@ def _build_program(fundamental_window_log2: int) -> _Program:
         op(write=words[0], control=_Control.LOOP_INDEXED, target=label, **fields)
 
     # Word 0 is all zeros: what the ROM's output register holds at power-up and while
-    # in reset, so it is the first instruction executed either way.
+    # in reset, so it is the first instruction executed either way. Then every word is
+    # cleared and published, so that state and results start at 0 after any reset, as
+    # the registers they replace did (the RAMs themselves are not reset).
     op()
-    op()
-    clear(ram.state)
+    every_word = list(range(1, ram.allocated))
+    for start in range(0, len(every_word), _MAX_LOOPS):
+        op()
+        clear(every_word[start:start + _MAX_LOOPS], publish=True)
     program.label("wait")
     op(control=_Control.WAIT)
 
@@ -424,6 +460,16 @@ def _build_program(fundamental_window_log2: int) -> _Program:
 
     saturate(voltage)
     saturate(current)
+
+    def publish(words, **fields):
+        """Publish ``words``: each is written back to itself and to the results copy."""
+        for word in words:
+            op(word, write=word, publish=True, **fields)
+
+    def increment(counter, condition):
+        """counter += 1 if ``condition``, published."""
+        for k, word in enumerate(counter):
+            op(word, carry=_chain(k, _Carry.ONE), write=word, publish=True, condition=condition)
 
     def multiply(name, terms, steps):
         """For each (multiplicand, product words) of ``terms``: product = multiplicand *
@@ -485,9 +531,9 @@ def _build_program(fundamental_window_log2: int) -> _Program:
         op(y[1], operand=_Operand.SHIFT, carry=_Carry.CHAIN, write=multiplier[1])
         multiply(name, [(words_of(x), words) for x, words in terms], steps=24)
 
-    def count_quanta(fraction, publish):
+    def count_quanta(fraction):
         """F >= Q counts a quantum of one sign and leaves F - Q, else F <= -Q counts one
-        of the other and leaves F + Q; then ``publish`` takes F (and the flags)."""
+        of the other and leaves F + Q (FIRST and SECOND say which); F is published."""
         quantum = [_Source(_Source.QUANTUM_0.value + k) for k in range(_LONG)]
         for k in range(_LONG):                # FIRST: F >= Q, and ~below = F - Q
             op(fraction[k], operand=_Operand.INVERT, b=quantum[k], carry=_chain(k),
@@ -501,13 +547,7 @@ def _build_program(fundamental_window_log2: int) -> _Program:
             op(below[k], operand=_Operand.INVERT, write=fraction[k], condition=_Condition.FIRST)
         for k in range(_LONG):
             op(above[k], write=fraction[k], condition=_Condition.SECOND_NOT_FIRST)
-        publish_long(fraction, publish)
-
-    def publish_long(value, destination, **fields):
-        # Published in one cycle: three words gather in the queue, the fourth comes along.
-        for k in range(_LONG):
-            op(value[k], destination=_Destination.QUEUE if k < _LONG - 1 else destination,
-               **fields)
+        publish(fraction)
 
     def compare_with_threshold(value):
         """FIRST: value >= noload_threshold; SECOND: value <= -noload_threshold."""
@@ -528,7 +568,10 @@ def _build_program(fundamental_window_log2: int) -> _Program:
     add(sum_fundamental_active, product[:3])
     # Energy: E + p while the gate is open, then its quanta.
     add(energy, product[:3], gate=_Gate.RUNNING)
-    count_quanta(energy, _Destination.FRACTION)
+    count_quanta(energy)
+    op(destination=_Destination.QUANTA)
+    increment(imported, _Condition.FIRST)
+    increment(exported, _Condition.SECOND_NOT_FIRST)
 
     add(sum_current, product_current)
     multiply_samples("voltage", voltage_delayed, [(voltage_delayed, product[:3])])
@@ -541,10 +584,8 @@ def _build_program(fundamental_window_log2: int) -> _Program:
     op(count, operand=_Operand.INVERT, b=_Source.WINDOW, flag=_Flag.WINDOW_END)
     op(destination=_Destination.RUNNING, condition=_Condition.WINDOW_END)
     op(write=count, condition=_Condition.WINDOW_END)
-    for total in (sum_active, sum_voltage, sum_current):
-        for word in total:
-            op(word, destination=_Destination.WINDOW, condition=_Condition.WINDOW_END)
-    op(destination=_Destination.WINDOW_DONE, condition=_Condition.WINDOW_END)
+    publish(sum_active + sum_voltage + sum_current, condition=_Condition.WINDOW_END)
+    increment(windows, _Condition.WINDOW_END)
     clear(sum_active + sum_voltage + sum_current, condition=_Condition.WINDOW_END)
 
     # Fundamental reactive energy. The reference: the table index is latched two cycles before the first use of
@@ -585,18 +626,37 @@ def _build_program(fundamental_window_log2: int) -> _Program:
     compare_with_threshold(q)
     op(destination=_Destination.REACTIVE_GATE)
     add(reactive, q, gate=_Gate.REACTIVE)
-    publish_long(q, _Destination.REACTIVE_WINDOW, condition=_Condition.FUNDAMENTAL_END)
+    publish(q, condition=_Condition.FUNDAMENTAL_END)
+    increment(fundamental_windows, _Condition.FUNDAMENTAL_END)
     op(sum_fundamental_active[-1], destination=_Destination.DIRECTION,
        condition=_Condition.FUNDAMENTAL_END)
     clear([word for total in (*demodulated.values(), sum_fundamental_active)
            for word in total] + [fundamental_count], condition=_Condition.FUNDAMENTAL_END)
-    count_quanta(reactive, _Destination.REACTIVE_FRACTION)
+    count_quanta(reactive)
+    for number, quadrant in enumerate(quadrants, start=1):
+        increment(quadrant, _Condition[f"QUADRANT_{number}"])
 
     # This sample set's v_ac and i_ac are the next one's v_d and i_prev.
     op(voltage[0], write=voltage_delayed[0])
     op(voltage[1], write=voltage_delayed[1])
     op(current[0], write=current_previous[0])
     op(current[1], write=current_previous[1], control=_Control.JUMP, target="wait")
+
+    program.published = {
+        "windows_completed": windows[0],
+        "fundamental_windows_completed": fundamental_windows[0],
+        "window_active": sum_active[0],
+        "window_voltage_squared": sum_voltage[0],
+        "window_current_squared": sum_current[0],
+        "active_import_wh": imported[0],
+        "active_export_wh": exported[0],
+        "energy_fraction": energy[0],
+        "window_reactive": q[0],
+        **{f"reactive_quadrant{number}_varh": words[0]
+           for number, words in enumerate(quadrants, start=1)},
+        "reactive_fraction": reactive[0],
+    }
+    assert program.published.keys() == PUBLISHED.keys()
     return program
 
 
@@ -612,6 +672,11 @@ def cycles_per_sample_set(fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW
     return _microcode(fundamental_window_log2)[2]
 
 
+def published_words(fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW_LOG2) -> dict[str, int]:
+    """Word address on :class:`PhaseMetrology`'s ``results`` of each value of :data:`PUBLISHED`."""
+    return dict(_microcode(fundamental_window_log2)[0].published)
+
+
 def listing(fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW_LOG2) -> str:
     """The assembled microcode, one instruction a line."""
     return _microcode(fundamental_window_log2)[0].listing()
@@ -624,11 +689,11 @@ def _sign_extend(value):
 class PhaseMetrology(wiring.Component):
     """The metrology of one phase.
 
-    Takes :func:`cycles_per_sample_set` cycles per sample set (1,352 with the
+    Takes :func:`cycles_per_sample_set` cycles per sample set (1,368 with the
     meter's fundamental window), whatever the data, so phases started together stay
     in step; ``sample.ready`` is low meanwhile. That is within the 1,500 cycles
-    between sets at 8 kSPS and 12 MHz. After reset it clears its state and is first
-    ready about 60 cycles later.
+    between sets at 8 kSPS and 12 MHz. After reset it clears its state and results
+    and is first ready about 130 cycles later.
 
     Parameters
     ----------
@@ -648,27 +713,21 @@ class PhaseMetrology(wiring.Component):
         A window whose |sum of v*i| is below this closes the energy gate for the next.
     window_samples : Signal(13), in
         Samples per window.
-    window : WindowSums, out
-        The last window's sums, complete when ``window_done`` pulses. They are
-        published a 16-bit word a cycle in the 12 cycles before the pulse, so a read
-        in those cycles can mix two windows; a change in the count of pulses across
-        the read shows it.
-    import_quanta, export_quanta : Signal(32), out
-        Energy quanta counted (wrap).
-    energy_fraction : Signal(signed(62)), out
-        The energy not yet counted as a quantum, raw units. Updated in one cycle,
-        together with the quantum counts.
-    quantum : Signal(), out
-        Pulses with every quantum counted, import or export (the test LED).
     nco_step : Signal(32), in
         The line frequency, cycles per sample set * 2**32 (see :func:`spec.nco_step`).
-    window_reactive : Signal(signed(64)), out
-        The last fundamental window's reactive energy ``q`` (raw units, positive
-        lagging), updated in one cycle with a ``fundamental_done`` pulse.
-    reactive_quanta : Signal(ArrayLayout(32, 4)), out
-        Reactive energy quanta counted in quadrants I to IV (wrap).
-    reactive_fraction : Signal(signed(64)), out
-        The reactive energy not yet counted as a quantum, raw units.
+    results : memory read port out, 16-bit words
+        What the phase publishes (:data:`PUBLISHED`), each value in consecutive words
+        from its address in :attr:`published`, least significant first and
+        sign-extended; read a word a cycle lowest first, as
+        :class:`~refmeter.gateware.registers.RegisterBank` does, they are one
+        publication's. The data follow the address a cycle later. At a window's end
+        the window sums are published, then ``windows_completed`` counts it, so an
+        unchanged count around reading them says they belong to one window; likewise
+        ``window_reactive`` and ``fundamental_windows_completed``. The energy and
+        reactive fractions are published every sample set, the quanta counts when
+        they count.
+    imported, exported : Signal(), out
+        Pulse with every active energy quantum counted, import (+A) or export (-A).
     """
 
     sample: In(stream.Signature(PhaseSample))
@@ -676,17 +735,10 @@ class PhaseMetrology(wiring.Component):
     energy_quantum: In(spec.QUANTUM_WIDTH)
     noload_threshold: In(spec.QUANTUM_WIDTH)
     window_samples: In(spec.WINDOW_WIDTH)
-    window: Out(WindowSums)
-    window_done: Out(1)
-    import_quanta: Out(spec.COUNTER_WIDTH)
-    export_quanta: Out(spec.COUNTER_WIDTH)
-    energy_fraction: Out(signed(spec.FRACTION_WIDTH))
-    quantum: Out(1)
     nco_step: In(spec.NCO_WIDTH)
-    window_reactive: Out(signed(spec.REACTIVE_WIDTH))
-    fundamental_done: Out(1)
-    reactive_quanta: Out(data.ArrayLayout(spec.COUNTER_WIDTH, 4))
-    reactive_fraction: Out(signed(spec.REACTIVE_WIDTH))
+    results: Out(ReadPort.Signature(addr_width=RESULTS_ADDRESS_WIDTH, shape=_WORD))
+    imported: Out(1)
+    exported: Out(1)
 
     def __init__(self, *, fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW_LOG2):
         if not 1 <= fundamental_window_log2 <= spec.MAX_FUNDAMENTAL_WINDOW_LOG2:
@@ -703,6 +755,11 @@ class PhaseMetrology(wiring.Component):
     def cycles_per_sample_set(self) -> int:
         return cycles_per_sample_set(self._fundamental_window_log2)
 
+    @property
+    def published(self) -> dict[str, int]:
+        """Word address on ``results`` of each value of :data:`PUBLISHED`."""
+        return published_words(self._fundamental_window_log2)
+
     def elaborate(self, platform):
         m = Module()
         _, words, _ = _microcode(self._fundamental_window_log2)
@@ -715,7 +772,7 @@ class PhaseMetrology(wiring.Component):
         fetch = microcode.read_port()
         op = fetch.data
         pc = Signal(range(_PROGRAM_DEPTH))
-        loops = Signal(6)
+        loops = Signal(range(_MAX_LOOPS))
         next_pc = Signal(range(_PROGRAM_DEPTH))
         m.d.comb += next_pc.eq(pc + 1)
         with m.Switch(op.control):
@@ -748,6 +805,17 @@ class PhaseMetrology(wiring.Component):
         word_b = Signal(_WORD, reset_less=True)
         m.d.comb += [port_a.addr.eq(op.read_a), port_b.addr.eq(op.read_b)]
         m.d.sync += [word_a.eq(port_a.data), word_b.eq(port_b.data)]
+        # The results copy: only publishing writes reach it. Its reads are transparent
+        # (a word read as it is written reads the new value), so that a read a word a
+        # cycle in step with a publication sees all of it or none of it.
+        m.submodules.results = results = Memory(shape=_WORD, depth=1 << _ADDRESS, init=[])
+        publication = results.write_port()
+        results_read = results.read_port(transparent_for=(publication,))
+        m.d.comb += [
+            results_read.addr.eq(self.results.addr),
+            results_read.en.eq(self.results.en),
+            self.results.data.eq(results_read.data),
+        ]
 
         carry = Signal()             # out of the last word
         shifted_out = Signal()       # the last A word's top bit
@@ -761,10 +829,8 @@ class PhaseMetrology(wiring.Component):
         reactive_gate = Signal()
         importing = Signal(init=1)   # the direction of the last fundamental window's energy
         # The queue: a sample set enters in one cycle, as four sign-extended words, and
-        # leaves a word per use; the energy fraction's words gather in it for publication.
+        # leaves a word per use.
         queue = Signal(4 * _WORD)
-        # The published window sums, a word apart: active, voltage², current².
-        window = Signal(3 * _LONG * _WORD)
 
         # The adder: A + B + carry_in as one carry chain.
         carry_in = Signal()
@@ -878,44 +944,37 @@ class PhaseMetrology(wiring.Component):
                 m.d.comb += enabled.eq(window_end)
             with m.Case(_Condition.FUNDAMENTAL_END):
                 m.d.comb += enabled.eq(fundamental_end)
+            # +R is quadrant I (importing) or II; -R is IV (importing) or III.
+            with m.Case(_Condition.QUADRANT_1):
+                m.d.comb += enabled.eq(first & importing)
+            with m.Case(_Condition.QUADRANT_2):
+                m.d.comb += enabled.eq(first & ~importing)
+            with m.Case(_Condition.QUADRANT_3):
+                m.d.comb += enabled.eq(second & ~first & ~importing)
+            with m.Case(_Condition.QUADRANT_4):
+                m.d.comb += enabled.eq(second & ~first & importing)
         m.d.comb += [
             write.addr.eq(Mux(op.control == _Control.LOOP_INDEXED, op.write + loops, op.write)),
             write.data.eq(result),
             write.en.eq(enabled),
+            publication.addr.eq(write.addr),
+            publication.data.eq(result),
+            publication.en.eq(enabled & op.publish),
         ]
 
-        m.d.sync += [self.window_done.eq(0), self.quantum.eq(0), self.fundamental_done.eq(0)]
+        m.d.sync += [self.imported.eq(0), self.exported.eq(0)]
         with m.If(enabled):
             with m.Switch(op.destination):
                 with m.Case(_Destination.QUEUE):
                     m.d.sync += queue.eq(Cat(queue[_WORD:], result))
-                with m.Case(_Destination.FRACTION):
-                    m.d.sync += [
-                        self.energy_fraction.eq(Cat(queue[_WORD:], result)),
-                        self.import_quanta.eq(self.import_quanta + first),
-                        self.export_quanta.eq(self.export_quanta + (second & ~first)),
-                        self.quantum.eq(first | second),
-                    ]
-                with m.Case(_Destination.WINDOW):
-                    m.d.sync += window.eq(Cat(window[_WORD:], result))
-                with m.Case(_Destination.WINDOW_DONE):
-                    m.d.sync += self.window_done.eq(1)
+                with m.Case(_Destination.QUANTA):
+                    m.d.sync += [self.imported.eq(first), self.exported.eq(second & ~first)]
                 with m.Case(_Destination.RUNNING):
                     m.d.sync += running.eq(first | second)
                 with m.Case(_Destination.MULTIPLIER_BIT):
                     m.d.sync += multiplier_bit.eq(word_a[8])
                 with m.Case(_Destination.TABLE_INDEX):
                     m.d.sync += table_index.eq(result[-spec.REFERENCE_INDEX_WIDTH:])
-                with m.Case(_Destination.REACTIVE_FRACTION):
-                    # +R is quadrant I (importing) or II; -R is IV (importing) or III.
-                    counted = Mux(first, Mux(importing, 0, 1), Mux(importing, 3, 2))
-                    m.d.sync += self.reactive_fraction.eq(Cat(queue[_WORD:], result))
-                    with m.If(first | second):
-                        m.d.sync += self.reactive_quanta[counted].eq(
-                            self.reactive_quanta[counted] + 1)
-                with m.Case(_Destination.REACTIVE_WINDOW):
-                    m.d.sync += [self.window_reactive.eq(Cat(queue[_WORD:], result)),
-                                 self.fundamental_done.eq(1)]
                 with m.Case(_Destination.REACTIVE_GATE):
                     m.d.sync += reactive_gate.eq((first | second) & fundamental_end)
                 with m.Case(_Destination.DIRECTION):
@@ -924,11 +983,4 @@ class PhaseMetrology(wiring.Component):
             voltage, current = self.sample.payload.voltage, self.sample.payload.current
             m.d.sync += queue.eq(Cat(voltage[:_WORD], _sign_extend(voltage[_WORD:]),
                                      current[:_WORD], _sign_extend(current[_WORD:])))
-
-        span = _LONG * _WORD
-        m.d.comb += [
-            self.window.active.eq(window[:spec.SUM_WIDTH]),
-            self.window.voltage_squared.eq(window[span:span + spec.SUM_WIDTH]),
-            self.window.current_squared.eq(window[2 * span:2 * span + spec.SUM_WIDTH]),
-        ]
         return m

@@ -92,8 +92,6 @@ class SecurityUnit(wiring.Component):
     -----
     bus : Out(RegisterBus)
         Authenticated writes, to the bank through a :class:`RegisterBusArbiter`.
-    bus_granted : In(1)
-        The arbiter let this cycle's strobe through.
     profile_record : In(96)
         The load-profile record the profile shows (sealed as :attr:`SealKind.PROFILE_RECORD`).
     utc_seconds, import_wh, export_wh : In(32)
@@ -143,7 +141,6 @@ class SecurityUnit(wiring.Component):
                                                     "digit": 4} | gcm))
         super().__init__({
             "bus": Out(RegisterBus(data_width=data_width)),
-            "bus_granted": In(1),
             "profile_record": In(8 * SEALED_BYTES),
             "utc_seconds": In(32),
             "import_wh": In(32),
@@ -338,7 +335,7 @@ class SecurityUnit(wiring.Component):
                         self.bus.authority.eq(authority),
                         self.bus.strobe.eq(1),
                     ]
-                    with m.If(self.bus_granted):
+                    with m.If(self.bus.ack):
                         m.d.sync += status.bus_status.eq(self.bus.status)
                         with m.If(self.bus.status == Status.OK):
                             m.d.sync += status.commands_accepted.eq(status.commands_accepted + 1)
