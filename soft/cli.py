@@ -79,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
              "simulation (default: $REFMETER_URL or /dev/ttyUSB0)")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                         help=f"serial rate of the board's bitstream (default {DEFAULT_BAUD})")
-    parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each reply")
+    # A board answers in milliseconds; a meter simulated in Python (`refmeter sim
+    # --simulator amaranth`) can take a second or two on a busy machine.
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds to wait for each reply (default 5)")
     parser.add_argument("--tries", type=int, default=3, help="tries per request before giving up")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

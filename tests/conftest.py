@@ -29,11 +29,19 @@ def served_simulation(*options: str):
         assert announcement, f"refmeter sim did not start: {process.stderr.read()}"
         yield process, json.loads(announcement)["url"]
     finally:
+        stopped = True
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Never leave a simulator running: it would slow every later test.
+                process.kill()
+                process.wait()
+                stopped = False
         process.stdout.close()
         process.stderr.close()
+    assert stopped, "refmeter sim did not stop within 30 s of Ctrl-C"
 
 
 def require_simulator(simulator: str) -> None:
