@@ -21,9 +21,11 @@ REFMETER = str(Path(sys.executable).parent / "refmeter")
 @contextlib.contextmanager
 def served_simulation(*options: str):
     """`refmeter sim` with ``options`` on a free port; yields (process, url); stopped
-    with Ctrl-C."""
+    with Ctrl-C. The child gets Ctrl-C's default action even where this test run
+    ignores it (as a shell does for a job it starts in the background)."""
     process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", *options],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         announcement = process.stdout.readline()
         assert announcement, f"refmeter sim did not start: {process.stderr.read()}"

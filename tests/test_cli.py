@@ -150,11 +150,7 @@ def test_simulated_load_is_measured_through_the_whole_meter(tmp_path):
     load = tmp_path / "load.json"
     load.write_text(json.dumps({"voltage_rms": 240, "current_rms": 12.5, "phase_deg": -36.87,
                                 "current_harmonics": [{"order": 5, "fraction": 0.2}]}))
-    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
-                                "--load", str(load)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        url = json.loads(process.stdout.readline())["url"]
+    with served_simulation("--simulator", "verilator", "--load", str(load)) as (_, url):
         deadline = time.monotonic() + 120
         while True:  # the second window is free of DC removal's start-up
             reading = json.loads(refmeter("--url", url, "read", "--json").stdout)
@@ -179,11 +175,6 @@ def test_simulated_load_is_measured_through_the_whole_meter(tmp_path):
         assert phase["voltage_events"] == []
         assert json.loads(refmeter("--url", url, "events", "--json").stdout)["events"] == []
         assert reading["registers"]["adc_status"]["crc_errors"] == 0
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        process.stdout.close()
-        process.stderr.close()
 
 
 def test_a_sag_is_logged_with_its_time_and_depth():
@@ -191,11 +182,8 @@ def test_a_sag_is_logged_with_its_time_and_depth():
     log holds its start, stamped with the meter's UTC time, with the voltage; `refmeter
     read` shows it in progress, and the line frequency (49.7 Hz) to within 1 mHz."""
     require_simulator("verilator")
-    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
-                                "--voltage", "150", "--current", "1", "--frequency", "49.7"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = json.loads(process.stdout.readline())["url"]
+    with served_simulation("--simulator", "verilator", "--voltage", "150", "--current", "1",
+                           "--frequency", "49.7") as (_, url):
         deadline = time.monotonic() + 60
         while True:  # a frequency needs 64 cycles
             events = json.loads(refmeter("--url", url, "events", "--json").stdout)["events"]
@@ -203,11 +191,6 @@ def test_a_sag_is_logged_with_its_time_and_depth():
             if events and reading["measurements"]["l1"]["frequency_hz"] or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        process.stdout.close()
-        process.stderr.close()
     (event,) = events
     assert (event["phase"], event["kind"], event["end"]) == ("l1", "sag", False)
     assert event["extreme_voltage_v"] == pytest.approx(150, rel=0.005)
@@ -231,11 +214,7 @@ def test_load_profile_is_kept_by_the_meter_and_read_back(tmp_path):
     intervals whose energy adds up to what it counted, and `refmeter profile --json`
     returns them oldest first."""
     require_simulator("verilator")
-    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
-                                "--current", "100", "--seal-open"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = json.loads(process.stdout.readline())["url"]
+    with served_simulation("--simulator", "verilator", "--current", "100", "--seal-open") as (_, url):
         assert refmeter("--url", url, "write", "profile_interval_s", "1").returncode == 0
         deadline = time.monotonic() + 120
         while True:
@@ -244,11 +223,6 @@ def test_load_profile_is_kept_by_the_meter_and_read_back(tmp_path):
                 break
             time.sleep(1)
         registers = json.loads(refmeter("--url", url, "read", "--json").stdout)["registers"]
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        process.stdout.close()
-        process.stderr.close()
     assert len(records) >= 4
     full = records[1:]  # the first interval began when the interval was set
     ends = [datetime.datetime.fromisoformat(record["end"]) for record in full]
@@ -265,9 +239,6 @@ def test_calibrate_command_corrects_an_uncalibrated_meter(tmp_path):
     the reference's voltage and current within 0.02 % and its power factor within
     0.05 %, and the seal counts the writes; without the key file it writes nothing."""
     require_simulator("verilator")
-    process = subprocess.Popen([REFMETER, "sim", "--port", "0", "--json", "--simulator", "verilator",
-                                "--current", "10", "--phase-angle", "60", "--uncalibrated",
-                                "--seal-open"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     keys = tmp_path / "keys.json"
 
     def read_after_windows(url: str, count: int) -> dict:
@@ -278,8 +249,8 @@ def test_calibrate_command_corrects_an_uncalibrated_meter(tmp_path):
                 return reading
             time.sleep(0.5)
 
-    try:
-        url = json.loads(process.stdout.readline())["url"]
+    with served_simulation("--simulator", "verilator", "--current", "10", "--phase-angle", "60",
+                           "--uncalibrated", "--seal-open") as (_, url):
         uncalibrated = read_after_windows(url, 3)["measurements"]["l1"]
         calibrate = ("--url", url, "calibrate", "--voltage", "230", "--current", "10",
                      "--phase-angle", "60", "--windows", "2", "--keys", str(keys))
@@ -291,11 +262,6 @@ def test_calibrate_command_corrects_an_uncalibrated_meter(tmp_path):
         assert result.returncode == 0, result.stderr
         assert "voltage_scale_l1" in result.stdout and "phase_coefficient_l1" in result.stdout
         reading = read_after_windows(url, 2)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        process.stdout.close()
-        process.stderr.close()
     # The skew's 0.68 degrees move PF 0.5 by 2 %.
     assert abs(uncalibrated["power_factor"] / 0.5 - 1) > 0.01
     phase = reading["measurements"]["l1"]
