@@ -8,8 +8,9 @@ test. Amaranth's simulator runs the logic S-box gate by gate, which is slow (a f
 hundred cycles a second for 20 of them), so the large random runs use the
 configurations that simulate fast and every configuration gets the worked examples
 and a smaller random run; the S-box lanes themselves are checked exhaustively on
-their own. The ``slow`` test runs 5,000 random blocks in each of five configurations through
-the engine's Verilog under cocotb and Verilator (``sim/benches/aes.py``).
+their own. The ``extended`` test runs 5,000 random blocks in each of five
+configurations through the engine's Verilog under cocotb and Verilator
+(``sim/benches/aes.py``).
 """
 
 import random
@@ -389,6 +390,7 @@ VERILATOR_CONFIGURATIONS = [
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @configurations(VERILATOR_CONFIGURATIONS)
 def test_verilog_random_blocks_against_cryptography(parameters, tmp_path, verilator_environment):
     """5,000 random blocks per configuration (both directions with decryption) through

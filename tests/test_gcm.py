@@ -631,6 +631,7 @@ VERILATOR_RUNS = [
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize("parameters, count", VERILATOR_RUNS,
                          ids=[_config_name(p) for p, _ in VERILATOR_RUNS])
 def test_verilog_random_messages_against_cryptography(parameters, count, tmp_path,
