@@ -17,6 +17,7 @@ from refmeter.soft.cli import main
 from refmeter.soft.registers import registers_markdown
 
 from conftest import REFMETER, require_simulator, served_simulation
+
 ROOT = Path(__file__).parent.parent
 
 
