@@ -22,7 +22,7 @@ from refmeter.gateware.hostlink.protocol import Status
 from refmeter.gateware.security.authority import Authority
 from refmeter.gateware.security.frames import (TAG_BYTES, SEALED_BYTES, SealKind, command_aad,
                                                command_plaintext, seal_aad, system_title)
-from refmeter.gateware.security.unit import SecurityResult
+from refmeter.gateware.security.unit import KEY_BITS, SecurityResult
 
 from .device import Meter
 from .errors import MeterError
@@ -32,7 +32,7 @@ __all__ = ["KEY_BYTES", "DEFAULT_SENDER_TITLE", "KeySet", "CommandFrame", "Comma
            "SealedReading", "build_command", "provision", "zeroise", "send_command",
            "seal_reading"]
 
-KEY_BYTES = 16
+KEY_BYTES = KEY_BITS // 8
 #: The system title commands from this host carry (it must not be a meter's).
 DEFAULT_SENDER_TITLE = b"RFMHOST1"
 #: How long the gateware may take over a command: microseconds, but a simulation
@@ -139,7 +139,10 @@ def _status(meter: Meter) -> RegisterValue:
 
 
 def _completed(status: RegisterValue) -> int:
-    return (status["commands_accepted"] + status["commands_refused"]) & 0xFFFF
+    """Commands the unit has finished, modulo its counters' width (they wrap)."""
+    width = next(field.width for field in status.register.fields
+                 if field.name == "commands_accepted")
+    return (status["commands_accepted"] + status["commands_refused"]) % (1 << width)
 
 
 def _wait_until_idle(meter: Meter, done) -> RegisterValue:
