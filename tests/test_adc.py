@@ -15,10 +15,11 @@ import subprocess
 import sys
 
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data
 
 from gateware_helpers import run_simulation, ticks
-from refmeter.gateware.adc.ads131m04 import ADS131M04Receiver
+from refmeter.gateware.adc.ads131m04 import SAMPLE_LAYOUT, ADS131M04Receiver, sample_layout
 from refmeter.gateware.registers import Access
 from refmeter.sim.ads131m04 import ADS131M04Model
 
@@ -131,29 +132,38 @@ class SpiChecker:
 
 
 class AdcBench:
-    """The receiver wired to the ADC model, with the receiver's sample stream drained
-    into :attr:`samples` (while :attr:`take` is true) and optionally an SPI checker."""
+    """The receiver wired to ``devices`` ADC models, with the receiver's sample stream
+    drained into :attr:`samples` (while :attr:`take` is true) and optionally an SPI
+    checker (of device 0's DOUT).
+
+    The models are wired as the ADCs would be: SCLK, CS and DIN shared, DOUT of model
+    *k* to ``cipo[k]``, DRDY from model 0 only."""
 
     #: Cycles between conversions, per unit of SCLK divisor: a frame takes 289 half
     #: periods, so about three quarters of the period is spent reading.
     PERIOD_PER_DIVISOR = 400
 
-    def __init__(self, *, sclk_divisor: int = 2, osr: int = 512, check_spi: bool = False):
-        self.receiver = ADS131M04Receiver(sclk_divisor=sclk_divisor, osr=osr)
-        self.adc = ADS131M04Model(clk_freq=12_000_000)
+    def __init__(self, *, sclk_divisor: int = 2, osr: int = 512, check_spi: bool = False,
+                 devices: int = 1):
+        self.receiver = ADS131M04Receiver(sclk_divisor=sclk_divisor, osr=osr, devices=devices)
+        self.adcs = [ADS131M04Model(clk_freq=12_000_000) for _ in range(devices)]
+        #: Device 0, the one whose DRDY the receiver sees.
+        self.adc = self.adcs[0]
         self.top = Module()
         self.top.submodules.receiver = receiver = self.receiver
-        self.top.submodules.adc = adc = self.adc
         #: Driven high by a test, pulls the receiver's DRDY low: noise on the line.
         self.drdy_glitch = Signal()
-        self.top.d.comb += [
-            adc.sclk.eq(receiver.sclk), adc.cs_n.eq(receiver.cs_n), adc.copi.eq(receiver.copi),
-            receiver.cipo.eq(adc.cipo), receiver.drdy_n.eq(adc.drdy_n & ~self.drdy_glitch),
-        ]
+        for device, adc in enumerate(self.adcs):
+            self.top.submodules[f"adc{device}"] = adc
+            self.top.d.comb += [
+                adc.sclk.eq(receiver.sclk), adc.cs_n.eq(receiver.cs_n),
+                adc.copi.eq(receiver.copi), receiver.cipo[device].eq(adc.cipo),
+            ]
+        self.top.d.comb += receiver.drdy_n.eq(self.adc.drdy_n & ~self.drdy_glitch)
         self.period = self.PERIOD_PER_DIVISOR * sclk_divisor
         self.samples: list[tuple[int, ...]] = []
         self.take = True
-        self.spi = SpiChecker(receiver, adc, half_period=sclk_divisor) if check_spi else None
+        self.spi = SpiChecker(receiver, self.adc, half_period=sclk_divisor) if check_spi else None
 
     def run(self, *testbenches):
         background = [self._drain] + ([self.spi.run] if self.spi else [])
@@ -168,12 +178,15 @@ class AdcBench:
             await ctx.tick()
 
     async def offer(self, ctx, codes) -> None:
-        """Hand the model one conversion result (it is always ready)."""
-        ctx.set(self.adc.codes.payload, list(codes))
-        ctx.set(self.adc.codes.valid, 1)
-        assert ctx.get(self.adc.codes.ready)
+        """Hand the models one conversion result (they are always ready): four codes
+        per device, device 0's first, all in the same cycle as a shared CLKIN would."""
+        for device, adc in enumerate(self.adcs):
+            ctx.set(adc.codes.payload, list(codes[4 * device:4 * device + 4]))
+            ctx.set(adc.codes.valid, 1)
+            assert ctx.get(adc.codes.ready)
         await ctx.tick()
-        ctx.set(self.adc.codes.valid, 0)
+        for adc in self.adcs:
+            ctx.set(adc.codes.valid, 0)
 
     async def convert(self, ctx, sets) -> None:
         """One conversion per period, as the ADC's clock would pace them."""
@@ -185,7 +198,7 @@ class AdcBench:
         """Convert until the receiver reports ``configured``; return the conversions
         it took. Their data are configuration frames' and never reach the stream."""
         for used in range(1, max_conversions + 1):
-            await self.convert(ctx, [(used, -used, 0, 0)])
+            await self.convert(ctx, [(used, -used, 0, 0) * len(self.adcs)])
             if ctx.get(self.receiver.configured):
                 assert self.samples == [], "configuration frames must not emit samples"
                 return used
@@ -204,9 +217,19 @@ class AdcBench:
                 for name in ("crc_errors", "missed_frames", "overruns")}
 
 
-def random_sets(count: int, seed: int):
+def random_sets(count: int, seed: int, *, devices: int = 1):
     rng = random.Random(seed)
-    return [tuple(rng.randrange(-2**23, 2**23) for _ in range(4)) for _ in range(count)]
+    return [tuple(rng.randrange(-2**23, 2**23) for _ in range(4 * devices))
+            for _ in range(count)]
+
+
+async def pulse(ctx, *signals) -> None:
+    """One cycle high: fault-injection inputs of the models, all in the same cycle."""
+    for signal in signals:
+        ctx.set(signal, 1)
+    await ctx.tick()
+    for signal in signals:
+        ctx.set(signal, 0)
 
 
 NO_ERRORS = {"crc_errors": 0, "missed_frames": 0, "overruns": 0}
@@ -249,9 +272,7 @@ def test_configuration_starts_again_when_its_answer_is_corrupted():
 
     async def bench_process(ctx):
         await bench.convert(ctx, [(1, 1, 1, 1)])                 # frame 1: WREG
-        ctx.set(bench.adc.corrupt_crc, 1)
-        await ctx.tick()
-        ctx.set(bench.adc.corrupt_crc, 0)
+        await pulse(ctx, bench.adc.corrupt_crc)
         await bench.convert(ctx, [(2, 2, 2, 2)])                 # frame 2: bad ACK frame
         assert not ctx.get(bench.receiver.configured)
         assert await bench.bring_up(ctx) == 3
@@ -289,9 +310,7 @@ def test_corrupted_crc_frame_is_counted_and_never_emitted():
     async def bench_process(ctx):
         await bench.bring_up(ctx)
         await bench.convert(ctx, [before])
-        ctx.set(bench.adc.corrupt_crc, 1)
-        await ctx.tick()
-        ctx.set(bench.adc.corrupt_crc, 0)
+        await pulse(ctx, bench.adc.corrupt_crc)
         await bench.convert(ctx, [bad])
         assert ctx.get(bench.receiver.crc_errors) == 1
         await bench.convert(ctx, after)
@@ -402,9 +421,7 @@ def test_adc_reset_is_counted_and_the_adc_configured_again():
     async def bench_process(ctx):
         await bench.bring_up(ctx)
         await bench.convert(ctx, sets[:2])
-        ctx.set(bench.adc.device_reset, 1)
-        await ctx.tick()
-        ctx.set(bench.adc.device_reset, 0)
+        await pulse(ctx, bench.adc.device_reset)
         assert ctx.get(bench.adc.clock) == 0x0F0E, "the model is back at its reset value"
         for codes in sets[2:]:
             await bench.convert(ctx, [codes])
@@ -415,6 +432,98 @@ def test_adc_reset_is_counted_and_the_adc_configured_again():
 
     bench.run(bench_process)
     # sets[2]: STATUS shows RESET; sets[3..5]: WREG, RREG, NULL frames; then data again.
+    assert configured_trace == [0, 0, 0, 1, 1, 1]
+    assert bench.samples == sets[:2] + sets[6:]
+
+
+# --- Two ADCs (three-phase) --------------------------------------------------------------------
+
+def test_two_adcs_are_configured_together():
+    """Both ADCs receive the same WREG, RREG and NULL frames and are configured by the
+    same three frames, each written once."""
+    bench = AdcBench(devices=2)
+
+    async def bench_process(ctx):
+        assert await bench.bring_up(ctx) == 3
+        for adc in bench.adcs:
+            assert ctx.get(adc.register_writes) == 1
+            assert ctx.get(adc.mode) == MODE_WITHOUT_RESET_FLAG
+            assert ctx.get(adc.clock) == CLOCK_FOR_OSR[512]
+
+    bench.run(bench_process)
+
+
+def test_two_adcs_configuration_waits_for_device_1_to_acknowledge():
+    """Device 1 reset after the WREG frame answers the RREG frame with STATUS, not the
+    acknowledgement: configuration starts again, though device 0 answered correctly,
+    and completes with both ADCs' CLOCK written and read back."""
+    bench = AdcBench(devices=2)
+
+    async def bench_process(ctx):
+        await bench.convert(ctx, [(1,) * 8])                     # frame 1: WREG
+        await pulse(ctx, bench.adcs[1].device_reset)
+        assert await bench.bring_up(ctx) == 4                    # bad ACK, WREG, RREG, NULL
+        for adc in bench.adcs:
+            assert ctx.get(adc.register_writes) == 2
+            assert ctx.get(adc.clock) == CLOCK_FOR_OSR[512]
+
+    bench.run(bench_process)
+
+
+def test_two_adcs_codes_come_out_bit_exact_device_0_first():
+    """Eight codes a set, device 0's four channels then device 1's, unchanged and in
+    order."""
+    bench = AdcBench(devices=2)
+    sets = [EDGE_SETS[0] + EDGE_SETS[1]] + random_sets(12, seed=262, devices=2)
+
+    async def bench_process(ctx):
+        await bench.bring_up(ctx)
+        await bench.convert(ctx, sets)
+        assert bench.counters(ctx) == NO_ERRORS
+
+    bench.run(bench_process)
+    assert bench.samples == sets
+
+
+def test_two_adcs_crc_error_on_one_device_drops_the_set_and_counts_once():
+    """A bad CRC on device 1 alone drops the set and counts one error; bad CRCs on both
+    devices in one frame count one error too."""
+    bench = AdcBench(devices=2)
+    sets = random_sets(6, seed=17, devices=2)
+
+    async def bench_process(ctx):
+        await bench.bring_up(ctx)
+        await bench.convert(ctx, sets[:1])
+        await pulse(ctx, bench.adcs[1].corrupt_crc)
+        await bench.convert(ctx, sets[1:3])
+        assert bench.counters(ctx) == NO_ERRORS | {"crc_errors": 1}
+        await pulse(ctx, *(adc.corrupt_crc for adc in bench.adcs))
+        await bench.convert(ctx, sets[3:])
+        assert bench.counters(ctx) == NO_ERRORS | {"crc_errors": 2}
+
+    bench.run(bench_process)
+    assert bench.samples == [sets[0], sets[2], sets[4], sets[5]]
+
+
+def test_two_adcs_reset_of_device_1_reconfigures_both():
+    """Device 1's STATUS shows RESET while device 0's does not: the frame is counted and
+    dropped, ``configured`` falls, and both ADCs are configured again."""
+    bench = AdcBench(devices=2)
+    sets = random_sets(8, seed=19, devices=2)
+    configured_trace = []
+
+    async def bench_process(ctx):
+        await bench.bring_up(ctx)
+        await bench.convert(ctx, sets[:2])
+        await pulse(ctx, bench.adcs[1].device_reset)
+        for codes in sets[2:]:
+            await bench.convert(ctx, [codes])
+            configured_trace.append(ctx.get(bench.receiver.configured))
+        assert [ctx.get(adc.register_writes) for adc in bench.adcs] == [2, 2]
+        assert ctx.get(bench.adcs[1].clock) == CLOCK_FOR_OSR[512]
+        assert bench.counters(ctx) == NO_ERRORS | {"missed_frames": 1}
+
+    bench.run(bench_process)
     assert configured_trace == [0, 0, 0, 1, 1, 1]
     assert bench.samples == sets[:2] + sets[6:]
 
@@ -579,6 +688,27 @@ def test_receiver_refuses_osr_other_than_512_or_1024(osr):
     """Only the OSRs for 8 and 4 kSPS are configurable."""
     with pytest.raises(ValueError, match="OSR"):
         ADS131M04Receiver(sclk_divisor=2, osr=osr)
+
+
+@pytest.mark.parametrize("devices", [0, -1, True, 1.5])
+def test_receiver_refuses_devices_other_than_a_positive_integer(devices):
+    """One ADC or more, counted with an integer."""
+    with pytest.raises(ValueError, match="devices"):
+        ADS131M04Receiver(sclk_divisor=2, devices=devices)
+    with pytest.raises(ValueError, match="devices"):
+        sample_layout(devices)
+
+
+def test_receiver_ports_for_two_adcs():
+    """One DOUT per ADC, one DRDY, and sample sets of eight 24-bit codes; one ADC keeps
+    :data:`SAMPLE_LAYOUT`."""
+    receiver = ADS131M04Receiver(sclk_divisor=2, devices=2)
+    assert receiver.devices == 2
+    assert (len(receiver.cipo), len(receiver.drdy_n)) == (2, 1)
+    assert receiver.samples.payload.shape() == sample_layout(2) == \
+        data.ArrayLayout(signed(24), 8)
+    assert sample_layout(1) == SAMPLE_LAYOUT == data.ArrayLayout(signed(24), 4)
+    assert ADS131M04Receiver(sclk_divisor=2).samples.payload.shape() == SAMPLE_LAYOUT
 
 
 @pytest.mark.parametrize("osr, rate", [(512, 8000), (1024, 4000)])

@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from ..registers import Access, Field, Register
 
 __all__ = [
-    "ADS131M04Receiver", "SAMPLE_LAYOUT", "CRC",
+    "ADS131M04Receiver", "sample_layout", "SAMPLE_LAYOUT", "CRC",
     "CHANNELS", "WORD_BITS", "FRAME_WORDS", "FRAME_BITS", "CRC_COVERED_BITS",
     "CLKIN_HZ", "DATA_RATE_HZ", "RegisterAddress", "Command", "RESET_RESPONSE",
     "STATUS_RESET", "STATUS_DRDY_MASK", "MODE_DEFAULT", "MODE_RUN", "CLOCK_DEFAULT",
@@ -60,8 +60,22 @@ FRAME_BITS = FRAME_WORDS * WORD_BITS
 #: Bits the output CRC covers: the response word and the channel words, padding included.
 CRC_COVERED_BITS = (1 + CHANNELS) * WORD_BITS
 
-#: One sample set: the channels' 24-bit two's complement codes, channel 0 first.
-SAMPLE_LAYOUT = data.ArrayLayout(signed(24), CHANNELS)
+
+def _check_devices(devices) -> None:
+    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
+        raise ValueError(f"Number of ADCs (devices) must be a positive integer, "
+                         f"not {devices!r}")
+
+
+def sample_layout(devices: int) -> data.ArrayLayout:
+    """One sample set from ``devices`` ADCs converting together: their 24-bit two's
+    complement codes, device 0's channels 0 to 3 first, then device 1's, and so on."""
+    _check_devices(devices)
+    return data.ArrayLayout(signed(24), CHANNELS * devices)
+
+
+#: One sample set of one ADC: its channels' codes, channel 0 first.
+SAMPLE_LAYOUT = sample_layout(1)
 
 #: Output CRC with MODE.CRC_TYPE = 0 (the reset value): CCITT polynomial, seed FFFFh,
 #: no reflection, no final XOR (Amaranth's CRC16_CCITT_FALSE; Python's
@@ -144,11 +158,20 @@ class _Step(enum.Enum, shape=2):
 
 
 class ADS131M04Receiver(wiring.Component):
-    """The FPGA side of an ADS131M04 on SPI mode 1.
+    """The FPGA side of one or more ADS131M04s on SPI mode 1.
 
     After reset the receiver configures the ADC and then reads one frame for every
     conversion, each frame started by DRDY falling. Every frame, configuration frames
     included, is clocked out as six 24-bit words and checked against its output CRC.
+
+    With ``devices`` > 1 (a three-phase meter needs two ADCs: three voltages, three
+    phase currents and the neutral current), the ADCs share SCLK, CS, DIN, CLKIN and
+    SYNC/RESET, each has its own DOUT (bit *k* of :attr:`cipo` for device *k*), and only
+    device 0's DRDY is used. They must be clocked from the same CLKIN, so that they
+    convert together and device 0's DRDY stands for all of them (a device converting
+    later than device 0 shows as stale data, see :attr:`missed_frames`). Every device
+    receives the same commands, so configuration is broadcast, and every device's frame
+    is checked on its own: its own output CRC and its own response word.
 
     Configuration, one frame per DRDY:
 
@@ -159,10 +182,12 @@ class ADS131M04Receiver(wiring.Component):
     3. NULL. This frame's response must be the CLOCK value written: ``configured``
        goes high.
 
-    A failed check (wrong response or bad CRC) starts again at 1. From then on every
-    frame sends NULL and its response is STATUS: a STATUS with the RESET flag set means
-    the ADC was reset behind our back (power dip, SYNC/RESET pin), so ``configured``
-    drops and configuration starts again.
+    A step passes only if every device's response and CRC pass; a failed check (wrong
+    response or bad CRC) starts again at 1. From then on every frame sends NULL and its
+    response is STATUS. A frame's samples are used only if every device's CRC is good
+    and no device's STATUS reports a reset or stale data. A STATUS with the RESET flag
+    set means that ADC was reset behind our back (power dip, SYNC/RESET pin), so
+    ``configured`` drops and configuration starts again, for all devices.
 
     Parameters
     ----------
@@ -176,57 +201,51 @@ class ADS131M04Receiver(wiring.Component):
     osr : int
         Oversampling ratio to configure: 512 (8 kSPS) or 1024 (4 kSPS) with the
         8.192 MHz CLKIN.
+    devices : int
+        Number of ADCs read together, wired as described above; 1 by default.
 
     Attributes
     ----------
     sclk, cs_n, copi : Signal out
-        SPI to the ADC (COPI goes to its DIN). CS is held low for exactly one frame.
-    cipo : Signal in
-        The ADC's DOUT. Not synchronised: it is sampled on our own SCLK.
+        SPI to the ADCs (COPI goes to their DIN). CS is held low for exactly one frame.
+    cipo : Signal(devices) in
+        The ADCs' DOUT, bit *k* from device *k*. Not synchronised: it is sampled on our
+        own SCLK.
     drdy_n : Signal in
-        The ADC's DRDY, asynchronous; synchronised inside.
+        Device 0's DRDY, asynchronous; synchronised inside.
     samples : stream out
-        One sample set per conversion read, :data:`SAMPLE_LAYOUT`. ``valid`` stays high
-        until the set is taken.
+        One sample set per conversion read, :func:`sample_layout` (``devices``): device
+        0's four channels, then device 1's. ``valid`` stays high until the set is taken.
     crc_errors : Signal(16) out
-        Frames whose output CRC failed (wraps). Such frames are never emitted.
+        Frames in which at least one device's output CRC failed (wraps), at most one
+        per frame. Such frames are never emitted.
     missed_frames : Signal(16) out
         Once configured, frames after which a sample set may be missing (wraps): a
         conversion completed while the frame was being read (DRDY fell during the
-        frame, or was low again at its end), or the frame's STATUS reports a device
+        frame, or was low again at its end), or a device's STATUS reports a device
         reset or data that are not new (DRDY3..0 not all set). At most one per frame.
     overruns : Signal(16) out
         Sample sets dropped because the previous one had not been taken (wraps).
     configured : Signal out
-        The CLOCK write has been acknowledged and read back; samples flow.
+        Every device's CLOCK write has been acknowledged and read back; samples flow.
     """
 
     REGISTERS = (
         Register("adc_status", Access.RO, (
-            Field("crc_errors", 16, "ADC frames with a bad output CRC, never used (wraps)"),
+            Field("crc_errors", 16, "ADC frames with a bad output CRC (on any ADC), "
+                                    "never used (wraps)"),
             Field("missed_frames", 16, "frames after which a sample set may be missing: "
                                        "late read, ADC reset or stale data (wraps)"),
             Field("overruns", 16, "sample sets dropped because the DSP had not taken "
                                   "the previous one (wraps)"),
-            Field("configured", 1, "1 once the ADC's CLOCK register write is confirmed"),
+            Field("configured", 1, "1 once every ADC's CLOCK register write is confirmed"),
         ), "ADS131M04 front-end health, for telling a noisy link from a lost ADC"),
     )
-
-    sclk: Out(1)
-    cs_n: Out(1, init=1)
-    copi: Out(1)
-    cipo: In(1)
-    drdy_n: In(1, init=1)
-    samples: Out(stream.Signature(SAMPLE_LAYOUT))
-    crc_errors: Out(16)
-    missed_frames: Out(16)
-    overruns: Out(16)
-    configured: Out(1)
 
     #: Smallest ``sclk_divisor`` (see the class description).
     MIN_SCLK_DIVISOR = 2
 
-    def __init__(self, *, sclk_divisor: int, osr: int = 512):
+    def __init__(self, *, sclk_divisor: int, osr: int = 512, devices: int = 1):
         if (not isinstance(sclk_divisor, int) or isinstance(sclk_divisor, bool)
                 or sclk_divisor < self.MIN_SCLK_DIVISOR):
             raise ValueError(f"SCLK divisor must be an integer of at least "
@@ -235,9 +254,22 @@ class ADS131M04Receiver(wiring.Component):
         if osr not in DATA_RATE_HZ or isinstance(osr, bool):
             raise ValueError(f"OSR must be one of {', '.join(map(str, DATA_RATE_HZ))} "
                              f"(8 or 4 kSPS with an 8.192 MHz CLKIN), not {osr!r}")
+        _check_devices(devices)
         self._sclk_divisor = sclk_divisor
         self._osr = osr
-        super().__init__()
+        self._devices = devices
+        super().__init__({
+            "sclk": Out(1),
+            "cs_n": Out(1, init=1),
+            "copi": Out(1),
+            "cipo": In(devices),
+            "drdy_n": In(1, init=1),
+            "samples": Out(stream.Signature(sample_layout(devices))),
+            "crc_errors": Out(16),
+            "missed_frames": Out(16),
+            "overruns": Out(16),
+            "configured": Out(1),
+        })
 
     @property
     def sclk_divisor(self) -> int:
@@ -246,6 +278,11 @@ class ADS131M04Receiver(wiring.Component):
     @property
     def osr(self) -> int:
         return self._osr
+
+    @property
+    def devices(self) -> int:
+        """ADCs read together."""
+        return self._devices
 
     @property
     def data_rate_hz(self) -> int:
@@ -274,7 +311,11 @@ class ADS131M04Receiver(wiring.Component):
         m.d.sync += drdy_n_last.eq(drdy_n)
         drdy_fell = drdy_n_last & ~drdy_n
 
-        m.submodules.crc = crc = Processor(CRC(data_width=1))
+        # One output CRC per device, over its own DOUT.
+        crcs = []
+        for device in range(self._devices):
+            m.submodules[f"crc{device}"] = crc = Processor(CRC(data_width=1))
+            crcs.append(crc)
 
         step = Signal(_Step)
         pending = Signal()                        # a conversion is waiting to be read
@@ -283,15 +324,19 @@ class ADS131M04Receiver(wiring.Component):
         # The request: words 0..2 (command and up to two register values), sent MSB
         # first; the remaining words are zeros.
         request = Signal(3 * WORD_BITS)
-        # The response word and the four channel words, received MSB first.
-        received = Signal(CRC_COVERED_BITS)
+        # Each device's response word and four channel words, received MSB first.
+        received = [Signal(CRC_COVERED_BITS, name=f"received{device}")
+                    for device in range(self._devices)]
 
-        def word(index):
-            return received[CRC_COVERED_BITS - WORD_BITS * (index + 1):
-                            CRC_COVERED_BITS - WORD_BITS * index]
+        def word(bits, index):
+            return bits[CRC_COVERED_BITS - WORD_BITS * (index + 1):
+                        CRC_COVERED_BITS - WORD_BITS * index]
 
-        response = word(0)[8:]                    # 16 bits, MSB-aligned in the word
-        channels = [word(1 + channel) for channel in range(CHANNELS)]
+        # 16 bits, MSB-aligned in the word.
+        responses = [word(bits, 0)[8:] for bits in received]
+        # Device 0's channels, then device 1's: the order of the sample set.
+        channels = [word(bits, 1 + channel)
+                    for bits in received for channel in range(CHANNELS)]
 
         # A conversion that arrives while a frame is under way is read right after it.
         with m.If(drdy_fell):
@@ -322,7 +367,7 @@ class ADS131M04Receiver(wiring.Component):
                                 << 2 * WORD_BITS)
                         with m.Default():
                             m.d.sync += request.eq(0)      # NULL, then zeros
-                    m.d.comb += crc.start.eq(1)
+                    m.d.comb += [crc.start.eq(1) for crc in crcs]
                     m.d.sync += [self.cs_n.eq(0), timer.eq(divisor - 1), bit_index.eq(0)]
                     with m.If(~drdy_fell):
                         m.d.sync += pending.eq(0)
@@ -341,10 +386,11 @@ class ADS131M04Receiver(wiring.Component):
                     # t_p(SCDO); sample it now.
                     m.d.sync += [self.sclk.eq(0), timer.eq(divisor - 1),
                                  bit_index.eq(bit_index + 1)]
-                    m.d.comb += [crc.data.eq(self.cipo),
-                                 crc.valid.eq(bit_index < CRC_COVERED_BITS + 16)]
-                    with m.If(bit_index < CRC_COVERED_BITS):
-                        m.d.sync += received.eq(Cat(self.cipo, received))
+                    for device, (crc, bits) in enumerate(zip(crcs, received)):
+                        m.d.comb += [crc.data.eq(self.cipo[device]),
+                                     crc.valid.eq(bit_index < CRC_COVERED_BITS + 16)]
+                        with m.If(bit_index < CRC_COVERED_BITS):
+                            m.d.sync += bits.eq(Cat(self.cipo[device], bits))
                     with m.If(bit_index == FRAME_BITS - 1):
                         m.next = "DESELECT"
                     with m.Else():
@@ -362,7 +408,8 @@ class ADS131M04Receiver(wiring.Component):
                     m.d.sync += [self.cs_n.eq(1), self.copi.eq(0), timer.eq(divisor - 1)]
                     m.next = "CHECK"
             with m.State("CHECK"):
-                self._check_frame(m, step, crc, response, channels, late=pending | ~drdy_n)
+                self._check_frame(m, step, crcs, responses, channels,
+                                  late=pending | ~drdy_n)
                 with m.If(~drdy_n):
                     # DRDY stayed low: a conversion completed during the read, and the
                     # ADC blocked the high pulse that would have made an edge.
@@ -375,32 +422,45 @@ class ADS131M04Receiver(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _check_frame(self, m, step, crc, response, channels, *, late):
+    def _check_frame(self, m, step, crcs, responses, channels, *, late):
         """One cycle after CS rises: judge the frame just read and move on a step.
 
-        ``late`` is true when another conversion completed while the frame was read.
+        ``crcs`` and ``responses`` have one entry per device, ``channels`` all devices'
+        channel words in sample-set order. ``late`` is true when another conversion
+        completed while the frame was read.
         """
-        crc_ok = crc.match_detected
+        crc_ok = Cat(crc.match_detected for crc in crcs).all()
         with m.If(~crc_ok):
             m.d.sync += self.crc_errors.eq(self.crc_errors + 1)
+
+        def every_response_is(value):
+            return Cat(response == value for response in responses).all()
+
+        def any_status_shows(condition):
+            """A device whose frame passed its own CRC reports ``condition`` (of its
+            STATUS word)."""
+            return Cat(crc.match_detected & condition(response)
+                       for crc, response in zip(crcs, responses)).any()
 
         with m.Switch(step):
             with m.Case(_Step.WRITE):
                 # The response here answers whatever came before; the WREG went out.
                 m.d.sync += step.eq(_Step.CHECK_ACK)
             with m.Case(_Step.CHECK_ACK):
-                with m.If(crc_ok & (response == wreg_response(RegisterAddress.MODE, 2))):
+                with m.If(crc_ok & every_response_is(wreg_response(RegisterAddress.MODE, 2))):
                     m.d.sync += step.eq(_Step.CHECK_CLOCK)
                 with m.Else():
                     m.d.sync += step.eq(_Step.WRITE)
             with m.Case(_Step.CHECK_CLOCK):
-                with m.If(crc_ok & (response == clock_register(self._osr))):
+                with m.If(crc_ok & every_response_is(clock_register(self._osr))):
                     m.d.sync += [step.eq(_Step.RUN), self.configured.eq(1)]
                 with m.Else():
                     m.d.sync += step.eq(_Step.WRITE)
             with m.Case(_Step.RUN):
-                device_reset = crc_ok & ((response & STATUS_RESET) != 0)
-                stale = crc_ok & ((response & STATUS_DRDY_MASK) != STATUS_DRDY_MASK)
+                device_reset = any_status_shows(
+                    lambda status: (status & STATUS_RESET) != 0)
+                stale = any_status_shows(
+                    lambda status: (status & STATUS_DRDY_MASK) != STATUS_DRDY_MASK)
                 with m.If(late | device_reset | stale):
                     m.d.sync += self.missed_frames.eq(self.missed_frames + 1)
                 with m.If(device_reset):
