@@ -58,11 +58,18 @@ def _run_gateware(calibration: PhaseCalibration, voltage: list[int], current: li
                   nco_step: int = spec.nco_step(50)):
     """Feed the sample sets one by one; after each, read what it published: the window
     sums when ``windows_completed`` has counted a window, ``window_reactive`` when
-    ``fundamental_windows_completed`` has, and at the end the energy state."""
+    ``fundamental_windows_completed`` has, and at the end the energy state. Every
+    quantum's pulse is counted too, and must agree with the published counters."""
     dut = PhaseMetrology(fundamental_window_log2=FUNDAMENTAL_WINDOW_LOG2)
     windows = []
     reactive_windows = []
     final = {}
+    pulses = dict.fromkeys(("imported", "exported", "reactive_imported", "reactive_exported"), 0)
+
+    async def count_pulses(ctx):
+        async for values in ctx.tick().sample(*(getattr(dut, name) for name in pulses)):
+            for name, value in zip(pulses, values[-len(pulses):]):
+                pulses[name] += value
 
     async def feed(ctx):
         ctx.set(dut.nco_step, nco_step)
@@ -96,7 +103,11 @@ def _run_gateware(calibration: PhaseCalibration, voltage: list[int], current: li
                                             for n in range(1, 5)]),
                      reactive_fraction=await read_published(ctx, dut, "reactive_fraction"))
 
-    run_simulation(dut, feed)
+    run_simulation(dut, feed, background=[count_pulses])
+    quadrants = final["reactive_quanta"]
+    assert pulses == {"imported": final["imported"], "exported": final["exported"],
+                      "reactive_imported": quadrants[0] + quadrants[1],
+                      "reactive_exported": quadrants[2] + quadrants[3]}
     return windows, reactive_windows, final
 
 

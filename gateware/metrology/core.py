@@ -1,6 +1,6 @@
 """Metrology of every phase, with its registers."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -68,6 +68,16 @@ def phase_registers(phase: str) -> tuple[Register, ...]:
     )
 
 
+def neutral_registers() -> tuple[Register, ...]:
+    """The neutral conductor's registers: its current is measured, never its energy."""
+    return (
+        Register.number("window_current_squared_n", Access.RO, spec.SUM_WIDTH,
+                        "sum of i*i of the neutral current over the last window, codes^2"),
+        Register.number("current_scale_n", Access.RW, 32, "pA per neutral current code",
+                        init=_CURRENT_SCALE_PA, **CALIBRATION),
+    )
+
+
 SHARED_REGISTERS = (
     Register.number("window_samples", Access.RW, spec.WINDOW_WIDTH,
                     "samples per measurement window", init=spec.SAMPLE_RATE_HZ,
@@ -85,44 +95,64 @@ SHARED_REGISTERS = (
 _SHARED = ("windows_completed", "fundamental_windows_completed")
 
 
-def metrology_registers(phases: int) -> tuple[Register, ...]:
-    """Every register of a ``phases``-phase meter's metrology."""
+def metrology_registers(phases: int, *, neutral: bool = False) -> tuple[Register, ...]:
+    """Every register of a ``phases``-phase meter's metrology, with the neutral's."""
     if not 1 <= phases <= len(PHASE_NAMES):
         raise ValueError(f"A meter has 1 to {len(PHASE_NAMES)} phases, not {phases}")
-    return SHARED_REGISTERS + tuple(register for phase in PHASE_NAMES[:phases]
-                                    for register in phase_registers(phase))
+    return (SHARED_REGISTERS
+            + tuple(register for phase in PHASE_NAMES[:phases] for register in phase_registers(phase))
+            + (neutral_registers() if neutral else ()))
 
 
 class Metrology(wiring.Component):
     """:class:`PhaseMetrology` for each of ``phases`` phases, behind registers.
 
-    Besides ``samples`` (one :data:`PhaseSample` per phase, all taken at once),
-    ``nco_step`` (each phase's line frequency, cycles per sample set * 2**32),
-    ``imported`` and ``exported`` (a bit per phase that pulses with each active
-    energy quantum it counts) and ``quantum`` (a pulse per energy quantum of any
-    phase, for the test LED), it has a port per register of :attr:`registers` (the
-    calibration) and a read port per store of :attr:`stores`: each phase keeps its
-    measurements (and phase l1 the window counts) in block RAM, as a
-    :class:`~refmeter.gateware.registers.RegisterStore` named ``results_<phase>``.
+    Besides ``samples`` (one :data:`PhaseSample` per phase, all taken at once, and
+    with ``neutral`` the neutral current's code), ``nco_step`` (each phase's line
+    frequency, cycles per sample set * 2**32), ``imported`` and ``exported`` (a bit
+    per phase that pulses with each active energy quantum it counts), likewise
+    ``reactive_imported`` and ``reactive_exported`` (+R and -R quanta), and
+    ``quantum`` (a pulse per active energy quantum of any phase, for the test LED), it
+    has a port per register of :attr:`registers` (the calibration) and a read port per
+    store of :attr:`stores`: each phase keeps its measurements (and phase l1 the window
+    counts) in block RAM, as a :class:`~refmeter.gateware.registers.RegisterStore`
+    named ``results_<phase>``.
+
+    The neutral current goes through a phase's DSP of its own with the voltage held
+    at zero, so its ``window_current_squared_n`` is computed exactly as the phases'
+    current sums are (and the bit-exact model covers it); with no voltage it counts
+    no energy.
     """
 
-    def __init__(self, *, phases: int = 1):
-        registers = metrology_registers(phases)
+    def __init__(self, *, phases: int = 1, neutral: bool = False):
+        registers = metrology_registers(phases, neutral=neutral)
         self._phases = PHASE_NAMES[:phases]
+        self._neutral = neutral
+        words = published_words()
         self.stores = {
             f"results_{phase}": RegisterStore(
                 addresses={name if name in _SHARED else f"{name}_{phase}": address
-                           for name, address in published_words().items()
+                           for name, address in words.items()
                            if name not in _SHARED or index == 0},
                 address_width=RESULTS_ADDRESS_WIDTH)
             for index, phase in enumerate(self._phases)}
+        if neutral:
+            self.stores["results_n"] = RegisterStore(
+                addresses={"window_current_squared_n": words["window_current_squared"]},
+                address_width=RESULTS_ADDRESS_WIDTH)
         stored = {name for store in self.stores.values() for name in store.addresses}
         self.registers = tuple(register for register in registers if register.name not in stored)
+        sample_layout = data.ArrayLayout(PhaseSample, phases)
+        if neutral:
+            sample_layout = data.StructLayout({"phases": sample_layout,
+                                               "neutral": signed(spec.SAMPLE_WIDTH)})
         super().__init__({
-            "samples": In(stream.Signature(data.ArrayLayout(PhaseSample, phases))),
+            "samples": In(stream.Signature(sample_layout)),
             "nco_step": In(data.ArrayLayout(spec.NCO_WIDTH, phases)),
             "imported": Out(phases),
             "exported": Out(phases),
+            "reactive_imported": Out(phases),
+            "reactive_exported": Out(phases),
             "quantum": Out(1),
             **{name: Out(store.signature) for name, store in self.stores.items()},
             **register_ports(self.registers),
@@ -130,29 +160,43 @@ class Metrology(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        phase_samples = self.samples.payload.phases if self._neutral else self.samples.payload
         ready = 1
-        for index, phase in enumerate(self._phases):
-            m.submodules[phase] = dsp = PhaseMetrology()
 
-            def port(name):
-                return getattr(self, f"{name}_{phase}").value
-
-            results = getattr(self, f"results_{phase}")
+        def add_dsp(name, results):
+            nonlocal ready
+            m.submodules[name] = dsp = PhaseMetrology()
             m.d.comb += [
-                dsp.sample.payload.eq(self.samples.payload[index]),
                 dsp.sample.valid.eq(self.samples.valid & self.samples.ready),
-                dsp.phase_coefficient.eq(port("phase_coefficient")),
-                dsp.energy_quantum.eq(port("energy_quantum")),
-                dsp.noload_threshold.eq(port("noload_threshold")),
                 dsp.window_samples.eq(self.window_samples.value),
-                dsp.nco_step.eq(self.nco_step[index]),
                 dsp.results.addr.eq(results.addr),
                 dsp.results.en.eq(results.en),
                 results.data.eq(dsp.results.data),
-                self.imported[index].eq(dsp.imported),
-                self.exported[index].eq(dsp.exported),
             ]
             ready &= dsp.sample.ready
+            return dsp
+
+        for index, phase in enumerate(self._phases):
+            def port(name):
+                return getattr(self, f"{name}_{phase}").value
+
+            dsp = add_dsp(phase, getattr(self, f"results_{phase}"))
+            m.d.comb += [
+                dsp.sample.payload.eq(phase_samples[index]),
+                dsp.phase_coefficient.eq(port("phase_coefficient")),
+                dsp.energy_quantum.eq(port("energy_quantum")),
+                dsp.noload_threshold.eq(port("noload_threshold")),
+                dsp.nco_step.eq(self.nco_step[index]),
+                self.imported[index].eq(dsp.imported),
+                self.exported[index].eq(dsp.exported),
+                self.reactive_imported[index].eq(dsp.reactive_imported),
+                self.reactive_exported[index].eq(dsp.reactive_exported),
+            ]
+        if self._neutral:
+            # No voltage: the no-load gate stays shut (threshold above any |sum of v*i|).
+            dsp = add_dsp("n", self.results_n)
+            m.d.comb += [dsp.sample.payload.current.eq(self.samples.payload.neutral),
+                         dsp.noload_threshold.eq(-1)]
         m.d.comb += [self.samples.ready.eq(ready),
                      self.quantum.eq((self.imported | self.exported).any())]
         return m

@@ -728,6 +728,9 @@ class PhaseMetrology(wiring.Component):
         they count.
     imported, exported : Signal(), out
         Pulse with every active energy quantum counted, import (+A) or export (-A).
+    reactive_imported, reactive_exported : Signal(), out
+        Pulse with every reactive energy quantum counted, +R (quadrants I and II) or
+        -R (III and IV).
     """
 
     sample: In(stream.Signature(PhaseSample))
@@ -739,6 +742,8 @@ class PhaseMetrology(wiring.Component):
     results: Out(ReadPort.Signature(addr_width=RESULTS_ADDRESS_WIDTH, shape=_WORD))
     imported: Out(1)
     exported: Out(1)
+    reactive_imported: Out(1)
+    reactive_exported: Out(1)
 
     def __init__(self, *, fundamental_window_log2: int = spec.FUNDAMENTAL_WINDOW_LOG2):
         if not 1 <= fundamental_window_log2 <= spec.MAX_FUNDAMENTAL_WINDOW_LOG2:
@@ -979,6 +984,14 @@ class PhaseMetrology(wiring.Component):
                     m.d.sync += reactive_gate.eq((first | second) & fundamental_end)
                 with m.Case(_Destination.DIRECTION):
                     m.d.sync += importing.eq(~result[-1])
+        # A reactive quantum is counted by the first word of a quadrant's increment.
+        counts_quantum = enabled & (op.carry == _Carry.ONE)
+        m.d.sync += [
+            self.reactive_imported.eq(counts_quantum & ((op.condition == _Condition.QUADRANT_1) |
+                                                        (op.condition == _Condition.QUADRANT_2))),
+            self.reactive_exported.eq(counts_quantum & ((op.condition == _Condition.QUADRANT_3) |
+                                                        (op.condition == _Condition.QUADRANT_4))),
+        ]
         with m.If((op.control == _Control.WAIT) & self.sample.valid):
             voltage, current = self.sample.payload.voltage, self.sample.payload.current
             m.d.sync += queue.eq(Cat(voltage[:_WORD], _sign_extend(voltage[_WORD:]),
