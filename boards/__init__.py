@@ -26,8 +26,10 @@ class Programmer:
 
 def meter_resources(*, adc: dict[str, str], seal: str, conn: tuple[str, int],
                     attrs: Attrs, pullup: Attrs) -> list[Resource]:
-    """The metering ADC (an ADS131M04 board on a connector, which brings its own
-    8.192 MHz CLKIN) and the seal jumper (a pull-up; a jumper to ground opens it)."""
+    """The metering ADCs (ADS131M04s on a connector: one board, which brings its own
+    8.192 MHz CLKIN, or for three phases two that share one CLKIN, SCLK, CS, DIN and
+    SYNC/RESET, each with its own DOUT on ``cipo``, a pin per device, and DRDY from
+    device 0) and the seal jumper (a pull-up; a jumper to ground opens it)."""
     return [
         Resource("ads131m04", 0,
                  Subsignal("cs_n", PinsN(adc["cs_n"], dir="o", conn=conn)),
@@ -48,6 +50,8 @@ class Board:
     platform: Callable[[], Platform]
     #: Where the ADC and the seal are: :func:`meter_resources` for this board.
     resources: tuple[Resource, ...]
+    #: Phases the meter measures (``Meter(phases=...)``), 1 or 3.
+    phases: int
     #: Load-profile records the block RAM holds (a power of two).
     profile_capacity: int
     #: Whether the bitstream has the security unit (``Meter(security=...)``).
@@ -71,6 +75,7 @@ BOARDS = {
                  "reset": "8"},
             seal="10", conn=("pmod", 0), attrs=Attrs(IO_STANDARD="SB_LVCMOS"),
             pullup=Attrs(PULLUP=1))),
+        phases=1,
         profile_capacity=512,      # 10.7 days of half-hours in 12 of the 30 EBRs
         # The meter fills 96 % of the UP5K's cells; the AES-GCM engine needs about
         # 2,000 more (docs/security.md). Until cells are freed, the UP5K meter has no
@@ -86,12 +91,13 @@ BOARDS = {
         )),
     "ulx3s": Board(
         name="ulx3s", title="ULX3S (ECP5 LFE5U-85F)", platform=ULX3S_85F_Platform,
-        # GPIO header, GP0..GP3 and GN0..GN2.
+        # GPIO header, GP0..GP3 and GN0..GN3: device 1's DOUT on GN3.
         resources=tuple(meter_resources(
-            adc={"cs_n": "0+", "copi": "1+", "cipo": "2+", "sclk": "3+", "drdy_n": "0-",
+            adc={"cs_n": "0+", "copi": "1+", "cipo": "2+ 3-", "sclk": "3+", "drdy_n": "0-",
                  "reset": "1-"},
             seal="2-", conn=("gpio", 0), attrs=Attrs(IO_TYPE="LVCMOS33"),
             pullup=Attrs(PULLMODE="UP"))),
+        phases=3,
         profile_capacity=16384,    # 341 days of half-hours in 88 of the 208 DP16KDs
         security=True,
         bitstream_suffix="bit", lut_cell="TRELLIS_COMB", ff_cell="TRELLIS_FF",

@@ -14,10 +14,11 @@ class BoardTop(Elaboratable):
     seal where ``resources`` put them, the heartbeat on the first user LED and the
     energy pulse on the second."""
 
-    def __init__(self, *, baud: int, resources, profile_capacity: int, security: bool,
-                 meter_id: int = DEMO_METER_ID):
+    def __init__(self, *, baud: int, resources, phases: int, profile_capacity: int,
+                 security: bool, meter_id: int = DEMO_METER_ID):
         self._baud = baud
         self._resources = resources
+        self._phases = phases
         self._profile_capacity = profile_capacity
         self._security = security
         self._meter_id = meter_id
@@ -27,7 +28,8 @@ class BoardTop(Elaboratable):
         m.submodules.meter = meter = Meter(
             clk_freq=int(platform.default_clk_frequency), baud=self._baud,
             meter_id=self._meter_id, build_hash=source_revision(),
-            profile_capacity=self._profile_capacity, security=self._security)
+            phases=self._phases, profile_capacity=self._profile_capacity,
+            security=self._security)
 
         platform.add_resources(self._resources)
         uart = platform.request("uart", 0, dir="-")

@@ -10,16 +10,16 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .adc.ads131m04 import ADS131M04Receiver
+from .adc.ads131m04 import CHANNELS, ADS131M04Receiver
 from .hostlink.link import HostLink
 from .hostlink.uart import baud_divisor
 from .metrology.core import PHASE_NAMES, Metrology, metrology_registers
-from .metrology.spec import COUNTER_WIDTH
+from .metrology.totals import EnergyTotals
 from .metrology.events import EventLog
 from .metrology.line import LineMonitor, line_registers
 from .metrology.profile import ENERGY_WIDTH, LoadProfile
@@ -48,6 +48,9 @@ IDENTITY_REGISTERS = (
                     "first 32 bits of the git commit built from; 0 when unknown"),
     Register.number("register_map_hash", Access.RO, 32,
                     "fingerprint of this register map, to detect a host/gateware mismatch"),
+    Register.number("phases", Access.RO, 2,
+                    "phases measured: 1, or 3 with the neutral current (the register map "
+                    "follows: the host reads this first)"),
 )
 
 SCRATCH_REGISTERS = (
@@ -63,8 +66,21 @@ SEAL_REGISTERS = (
     ), "the metrology seal and the tamper-evident count of calibration writes"),
 )
 
-#: Phases measured: one ADS131M04 gives one phase (voltage and current channels).
-PHASES = 1
+#: Phase k's voltage is ADC channel 2k and its current channel 2k + 1, counting the
+#: channels of every ADS131M04 in turn (device 0's four, then device 1's); the
+#: neutral current of a three-phase meter follows l3's, on channel 6.
+CHANNELS_PER_PHASE = 2
+
+
+def has_neutral(phases: int) -> bool:
+    """Whether a ``phases``-phase meter measures its neutral current (three-phase ones)."""
+    return phases == 3
+
+
+def adc_devices(phases: int) -> int:
+    """ADS131M04s a ``phases``-phase meter reads: four channels each."""
+    channels = CHANNELS_PER_PHASE * phases + has_neutral(phases)
+    return -(-channels // CHANNELS)
 
 #: Load-profile records kept in block RAM, a power of two: 512 half-hours (10.7 days)
 #: take 12 of the iCE40 UP5K's 30 EBRs. Boards with more block RAM pass more.
@@ -73,8 +89,12 @@ PROFILE_CAPACITY = 512
 EVENT_CAPACITY = 256
 
 
-def meter_register_map() -> RegisterMap:
-    """The meter's registers and their addresses."""
+def meter_register_map(phases: int = 1) -> RegisterMap:
+    """The registers of a ``phases``-phase meter and their addresses.
+
+    Every register of a single-phase meter has the same address in a three-phase
+    one, which adds phases l2 and l3 and the neutral.
+    """
     register_map = RegisterMap()
     register_map.add_block(0x0000, IDENTITY_REGISTERS)
     register_map.add_block(0x0010, SCRATCH_REGISTERS)
@@ -82,9 +102,10 @@ def meter_register_map() -> RegisterMap:
     register_map.add_block(0x0012, SEAL_REGISTERS)
     register_map.add_block(0x0020, ADS131M04Receiver.REGISTERS)
     register_map.add_block(0x0100, RealTimeClock.REGISTERS)
-    register_map.add_block(0x0200, metrology_registers(PHASES))
+    register_map.add_block(0x0200, metrology_registers(phases, neutral=has_neutral(phases)))
+    register_map.add_block(0x0280, EnergyTotals.REGISTERS)
     register_map.add_block(0x0300, LoadProfile.REGISTERS)
-    register_map.add_block(0x0400, tuple(register for phase in PHASE_NAMES[:PHASES]
+    register_map.add_block(0x0400, tuple(register for phase in PHASE_NAMES[:phases]
                                          for register in line_registers(phase)))
     register_map.add_block(0x0500, EventLog.REGISTERS)
     register_map.add_block(0x0600, SecurityUnit.REGISTERS)
@@ -133,6 +154,9 @@ class Meter(wiring.Component):
         Load-profile records kept in block RAM, a power of two.
     event_capacity : int
         Voltage event records kept in block RAM, a power of two.
+    phases : int
+        Phases measured, 1 to 3; a three-phase meter also measures its neutral
+        current. Each ADS131M04 takes two phases (see :data:`CHANNELS_PER_PHASE`).
     security : bool
         Build the security unit (key slots, authenticated writes, sealed readings).
         Without it the registers are there, ``security_status.result`` says
@@ -149,8 +173,10 @@ class Meter(wiring.Component):
         Toggles every second (an LED on boards: the meter is alive).
     utc_preset : stream in, only with ``time_preset``
         UTC seconds to set the clock to.
-    adc_sclk, adc_cs_n, adc_copi : Signal(), out; adc_cipo, adc_drdy_n : Signal(), in
-        The ADS131M04 metering ADC's SPI and data-ready pins.
+    adc_sclk, adc_cs_n, adc_copi : Signal(), out; adc_drdy_n : Signal(), in
+        The ADS131M04 metering ADCs' shared SPI pins and device 0's data-ready.
+    adc_cipo : Signal(adc_devices(phases)), in
+        Each ADC's DOUT, device 0 in bit 0.
     seal_open : Signal(), in
         The seal jumper: calibration registers are writable only while it is high.
     energy_pulse : Signal(), out
@@ -163,7 +189,7 @@ class Meter(wiring.Component):
     def __init__(self, *, clk_freq: int, baud: int, meter_id: int = DEMO_METER_ID,
                  build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False,
                  profile_capacity: int = PROFILE_CAPACITY, event_capacity: int = EVENT_CAPACITY,
-                 security: bool = True):
+                 phases: int = 1, security: bool = True):
         if not 0 <= meter_id < 1 << 64:
             raise ValueError(f"Meter id must be an EUI-64 (64-bit), not {meter_id:#x}")
         if not 0 <= build_hash < 1 << 32:
@@ -178,7 +204,8 @@ class Meter(wiring.Component):
         self._profile_capacity = profile_capacity
         self._event_capacity = event_capacity
         self._security = security
-        self._register_map = meter_register_map()
+        self._phases = phases
+        self._register_map = meter_register_map(phases)
         members = {
             "uart_rx": In(1, init=1),
             "uart_tx": Out(1, init=1),
@@ -186,7 +213,7 @@ class Meter(wiring.Component):
             "adc_sclk": Out(1),
             "adc_cs_n": Out(1, init=1),
             "adc_copi": Out(1),
-            "adc_cipo": In(1),
+            "adc_cipo": In(adc_devices(phases)),
             "adc_drdy_n": In(1, init=1),
             "seal_open": In(1),
             "energy_pulse": Out(1),
@@ -205,12 +232,18 @@ class Meter(wiring.Component):
         return self._divisor
 
     @property
+    def phases(self) -> int:
+        return self._phases
+
+    @property
     def register_map(self) -> RegisterMap:
         return self._register_map
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.metrology = metrology = Metrology(phases=PHASES)
+        phases = PHASE_NAMES[:self._phases]
+        neutral = has_neutral(self._phases)
+        m.submodules.metrology = metrology = Metrology(phases=self._phases, neutral=neutral)
         m.submodules.registers = bank = RegisterBank(self._register_map, stores=metrology.stores)
         m.submodules.hostlink = hostlink = HostLink(
             data_width=self._register_map.data_width, divisor=self._divisor,
@@ -223,7 +256,8 @@ class Meter(wiring.Component):
                 m.d.comb += [rtc.set.valid.eq(1), rtc.set.payload.eq(self.utc_preset.payload),
                              self.utc_preset.ready.eq(1)]
 
-        m.submodules.adc = adc = ADS131M04Receiver(sclk_divisor=2)
+        m.submodules.adc = adc = ADS131M04Receiver(sclk_divisor=2,
+                                                   devices=adc_devices(self._phases))
 
         m.d.comb += [
             hostlink.rx.eq(self.uart_rx),
@@ -236,44 +270,52 @@ class Meter(wiring.Component):
             adc.drdy_n.eq(self.adc_drdy_n),
         ]
 
-        # Channel 0 measures the voltage, channel 1 the current. The line monitor takes
-        # the voltage as the ADC gives it (its offset shifts every crossing alike and
-        # adds nothing measurable to Urms(1/2)); a sample set goes to both consumers
-        # when both are ready, and the monitor's frequency tunes the metrology's Q1.
-        m.submodules.line_l1 = line = LineMonitor(phase="l1")
-        m.d.comb += [
-            metrology.samples.payload[0].voltage.eq(adc.samples.payload[0]),
-            metrology.samples.payload[0].current.eq(adc.samples.payload[1]),
-            line.samples.payload.eq(adc.samples.payload[0]),
-            metrology.samples.valid.eq(adc.samples.valid & line.samples.ready),
-            line.samples.valid.eq(adc.samples.valid & metrology.samples.ready),
-            adc.samples.ready.eq(metrology.samples.ready & line.samples.ready),
-            metrology.nco_step[0].eq(line.nco_step),
-        ]
+        # Each phase's voltage and current (see CHANNELS_PER_PHASE) go to the metrology
+        # and its voltage to the phase's line monitor, as the ADC gives it (its offset
+        # shifts every crossing alike and adds nothing measurable to Urms(1/2)). A
+        # sample set goes to every consumer once all are ready; each monitor's
+        # frequency tunes its phase's Q1.
+        codes = adc.samples.payload
+        metrology_phases = metrology.samples.payload.phases if neutral else metrology.samples.payload
+        for index in range(self._phases):
+            m.d.comb += [metrology_phases[index].voltage.eq(codes[CHANNELS_PER_PHASE * index]),
+                         metrology_phases[index].current.eq(codes[CHANNELS_PER_PHASE * index + 1])]
+        if neutral:
+            m.d.comb += metrology.samples.payload.neutral.eq(codes[CHANNELS_PER_PHASE * self._phases])
+        consumers = [metrology.samples]
+        m.submodules.events = events = EventLog(capacity=self._event_capacity, phases=self._phases)
+        for index, phase in enumerate(phases):
+            m.submodules[f"line_{phase}"] = line = LineMonitor(phase=phase)
+            m.d.comb += [line.samples.payload.eq(codes[CHANNELS_PER_PHASE * index]),
+                         metrology.nco_step[index].eq(line.nco_step)]
+            wiring.connect(m, line.events, events.events[index])
+            connect_registers(m, bank, line, line.registers)
+            consumers.append(line.samples)
+        for consumer in consumers:
+            others_ready = [other.ready for other in consumers if other is not consumer]
+            m.d.comb += consumer.valid.eq(adc.samples.valid & Cat(others_ready).all())
+        m.d.comb += adc.samples.ready.eq(Cat(consumer.ready for consumer in consumers).all())
         connect_registers(m, bank, metrology, metrology.registers)
         for store in metrology.stores:
             wiring.connect(m, getattr(bank, store), getattr(metrology, store))
-        connect_registers(m, bank, line, line.registers)
-
-        m.submodules.events = events = EventLog(capacity=self._event_capacity, phases=PHASES)
-        wiring.connect(m, line.events, events.events[0])
         m.d.comb += [events.utc_seconds.eq(rtc.seconds), events.utc_millisecond.eq(rtc.millisecond)]
         connect_registers(m, bank, events, events.registers)
 
-        # The load profile records the total energy; with one phase that is phase l1's.
-        # The metrology's own counters are in block RAM, out of the profile's reach, so
-        # the meter counts the quanta again: the profile takes the low bits, a sealed
-        # snapshot all of them (equal to active_import/export_wh_l1).
+        m.submodules.totals = totals = EnergyTotals(phases=self._phases)
+        m.d.comb += [totals.active_imported.eq(metrology.imported),
+                     totals.active_exported.eq(metrology.exported),
+                     totals.reactive_imported.eq(metrology.reactive_imported),
+                     totals.reactive_exported.eq(metrology.reactive_exported)]
+        connect_registers(m, bank, totals, totals.registers)
+
+        # The load profile records the total energy: the profile takes the totals' low
+        # bits, a sealed snapshot all of them.
         m.submodules.profile = profile = LoadProfile(capacity=self._profile_capacity)
-        imported = Signal(COUNTER_WIDTH)
-        exported = Signal(COUNTER_WIDTH)
-        m.d.sync += [imported.eq(imported + metrology.imported[0]),
-                     exported.eq(exported + metrology.exported[0])]
         m.d.comb += [
             profile.utc_seconds.eq(rtc.seconds),
             profile.tick_ms.eq(rtc.tick_ms),
-            profile.import_wh.eq(imported[:ENERGY_WIDTH]),
-            profile.export_wh.eq(exported[:ENERGY_WIDTH]),
+            profile.import_wh.eq(totals.import_wh[:ENERGY_WIDTH]),
+            profile.export_wh.eq(totals.export_wh[:ENERGY_WIDTH]),
         ]
         connect_registers(m, bank, profile, profile.registers)
 
@@ -289,8 +331,8 @@ class Meter(wiring.Component):
             m.d.comb += [
                 security.profile_record.eq(profile.profile_record.as_value()),
                 security.utc_seconds.eq(rtc.seconds),
-                security.import_wh.eq(imported),
-                security.export_wh.eq(exported),
+                security.import_wh.eq(totals.import_wh),
+                security.export_wh.eq(totals.export_wh),
             ]
             connect_registers(m, bank, security, security.registers)
         else:
@@ -322,6 +364,7 @@ class Meter(wiring.Component):
             bank.gateware_version.patch.eq(patch),
             bank.build_hash.value.eq(self._build_hash),
             bank.register_map_hash.value.eq(self._register_map.fingerprint()),
+            bank.phases.value.eq(self._phases),
             bank.link_status.rejected_frames.eq(hostlink.rejected_frames),
             bank.link_status.framing_errors.eq(hostlink.framing_errors),
             bank.link_status.overruns.eq(hostlink.overruns),

@@ -143,23 +143,51 @@ class FrontEnd:
     def sample(self, load: Load, count: int, rng: np.random.Generator,
                start_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """``count`` voltage and current codes from ``start_s`` on (int64 arrays)."""
+        voltages, currents, _ = self.sample_phases((load,), count, rng, start_s)
+        return voltages[0], currents[0]
+
+    def sample_phases(self, loads: "tuple[Load, ...]", count: int, rng: np.random.Generator,
+                      start_s: float = 0.0, *, neutral: bool = False
+                      ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray | None]:
+        """``count`` codes of every phase's voltage and current from ``start_s`` on,
+        and with ``neutral`` the neutral current's (the sum of the phase currents),
+        all converted by one front end like this one (int64 arrays).
+
+        Phase k lags phase 0 by k/N of a cycle (a rotating N-phase system: 120 degrees
+        apart for three), every harmonic with it, so triplen harmonics add up in the
+        neutral. The phases share one line frequency.
+        """
+        if len({load.frequency_hz for load in loads}) != 1:
+            raise ValueError("Every phase of a meter's supply has the same line frequency")
         times = start_s + np.arange(count) / self.sample_rate_hz
         skew_s = self.skew_samples / self.sample_rate_hz
-        voltage_components, current_components = load.components()
-        omega = 2 * math.pi * load.frequency_hz
+        omega = 2 * math.pi * loads[0].frequency_hz
 
-        def convert(components, instants, full_scale, gain_error, offset):
+        def waveform(components, instants):
             signal = np.zeros(count)
             for order, amplitude, phase in components:
                 signal += amplitude * np.cos(order * omega * instants + phase)
+            return signal
+
+        def convert(signal, full_scale, gain_error, offset):
             codes = signal * (spec.SAMPLE_MAX / full_scale) * (1 + gain_error) + offset
             codes += rng.normal(0.0, self.noise_rms_codes, count)
             return np.clip(np.round(codes), -spec.SAMPLE_MAX - 1, spec.SAMPLE_MAX).astype(np.int64)
 
-        return (convert(voltage_components, times, self.voltage_full_scale,
-                        self.voltage_gain_error, self.voltage_offset_codes),
-                convert(current_components, times + skew_s, self.current_full_scale,
-                        self.current_gain_error, self.current_offset_codes))
+        voltages, currents, neutral_current = [], [], np.zeros(count)
+        for index, load in enumerate(loads):
+            delay_s = index / len(loads) / load.frequency_hz
+            voltage_components, current_components = load.components()
+            current = waveform(current_components, times + skew_s - delay_s)
+            neutral_current += current
+            voltages.append(convert(waveform(voltage_components, times - delay_s),
+                                    self.voltage_full_scale, self.voltage_gain_error,
+                                    self.voltage_offset_codes))
+            currents.append(convert(current, self.current_full_scale, self.current_gain_error,
+                                    self.current_offset_codes))
+        return voltages, currents, (convert(neutral_current, self.current_full_scale,
+                                            self.current_gain_error, self.current_offset_codes)
+                                    if neutral else None)
 
 
 #: A front end as built, before calibration: the gain, offset and skew errors a

@@ -5,7 +5,8 @@
 //
 // Usage: refmeter_sim CYCLES_PER_SAMPLE SAMPLES_FD SEAL_OPEN
 //   CYCLES_PER_SAMPLE  clock cycles between sample sets (a real number)
-//   SAMPLES_FD         file descriptor of sample sets: 4 little-endian int32 each
+//   SAMPLES_FD         file descriptor of sample sets: a little-endian int32 per
+//                      ADC channel (4 per ADC) each
 //   SEAL_OPEN          0 or 1, the meter's seal input
 #include <cerrno>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <ctime>
 #include <deque>
 #include <fcntl.h>
+#include <type_traits>
 #include <unistd.h>
 #include <vector>
 
@@ -44,13 +46,23 @@ static bool read_all(int fd, void *buffer, size_t size) {
     return true;
 }
 
-// Four signed 24-bit codes, channel 0 in the low bits, as the 96-bit payload.
-static void pack_codes(const int32_t codes[4], VlWide<3> &payload) {
-    uint8_t bytes[12];
-    for (int channel = 0; channel < 4; ++channel)
+// The ADC channels of the harness: 24-bit codes, four per ADC, in a payload of
+// 32-bit words.
+template <typename Payload> struct PayloadWords;
+template <std::size_t WORDS> struct PayloadWords<VlWide<WORDS>> {
+    static constexpr std::size_t value = WORDS;
+};
+static constexpr std::size_t WORDS =
+    PayloadWords<std::remove_reference_t<decltype(Vsim_harness::PORT(adc_codes, payload))>>::value;
+static constexpr std::size_t CHANNELS = WORDS * 32 / 24;
+
+// Signed 24-bit codes, channel 0 in the low bits, as the payload.
+static void pack_codes(const int32_t codes[CHANNELS], VlWide<WORDS> &payload) {
+    uint8_t bytes[4 * WORDS];
+    for (std::size_t channel = 0; channel < CHANNELS; ++channel)
         for (int byte = 0; byte < 3; ++byte)
             bytes[3 * channel + byte] = static_cast<uint8_t>(codes[channel] >> (8 * byte));
-    for (int word = 0; word < 3; ++word)
+    for (std::size_t word = 0; word < WORDS; ++word)
         payload[word] = bytes[4 * word] | bytes[4 * word + 1] << 8 |
                         bytes[4 * word + 2] << 16 | static_cast<uint32_t>(bytes[4 * word + 3]) << 24;
 }
@@ -95,7 +107,7 @@ int main(int argc, char **argv) {
     for (uint64_t cycle = 0;; ++cycle) {
         top.PORT(adc_codes, valid) = cycle >= next_sample;
         if (top.PORT(adc_codes, valid)) {  // the model is always ready
-            int32_t codes[4];
+            int32_t codes[CHANNELS];
             if (!read_all(samples_fd, codes, sizeof codes)) return 1;
             pack_codes(codes, top.PORT(adc_codes, payload));
             next_sample += cycles_per_sample;

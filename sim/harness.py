@@ -1,9 +1,9 @@
-"""A meter with the host's end of its serial link and a model of its ADC.
+"""A meter with the host's end of its serial link and models of its ADCs.
 
 Simulators drive the harness byte by byte and sample set by sample set, instead of
 bit by bit: the bytes still cross the meter's real UART pins, serialised by the
 same UART gateware the meter uses, and the sample sets cross its real SPI pins,
-served by a model of the ADS131M04; the simulator's own loop is woken once per
+served by a model of each ADS131M04; the simulator's own loop is woken once per
 byte or sample set.
 """
 
@@ -11,9 +11,9 @@ from amaranth.hdl import Module
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from refmeter.gateware.adc.ads131m04 import SAMPLE_LAYOUT
+from refmeter.gateware.adc.ads131m04 import SAMPLE_LAYOUT, sample_layout
 from refmeter.gateware.hostlink.uart import UARTReceiver, UARTTransmitter
-from refmeter.gateware.meter import Meter
+from refmeter.gateware.meter import Meter, adc_devices
 
 from .ads131m04 import ADS131M04Model
 
@@ -35,19 +35,14 @@ class SimHarness(wiring.Component):
     utc_preset : stream in
         UTC seconds to start the meter's clock at (the simulator sends the host's time).
     adc_codes : stream in
-        The ADC's next conversion (channel 0 voltage, 1 current), one set per sample
-        period; the model is always ready.
+        The ADCs' next conversion (every channel of device 0, then device 1's: see
+        :data:`~refmeter.gateware.meter.CHANNELS_PER_PHASE`), one set per sample
+        period; the models are always ready.
     seal_open : Signal, in
         The meter's seal input.
     from_meter : stream out
         Bytes the meter's UART transmitted.
     """
-
-    to_meter: In(stream.Signature(8))
-    from_meter: Out(stream.Signature(8))
-    utc_preset: In(stream.Signature(32))
-    adc_codes: In(stream.Signature(SAMPLE_LAYOUT))
-    seal_open: In(1)
 
     #: Bytes buffered each way: the simulator loop may look in only every few cycles.
     FIFO_DEPTH = 64
@@ -56,7 +51,14 @@ class SimHarness(wiring.Component):
         if "utc_preset" not in meter.signature.members:
             raise ValueError("A simulated meter needs Meter(time_preset=True)")
         self.meter = meter
-        super().__init__()
+        self._devices = adc_devices(meter.phases)
+        super().__init__({
+            "to_meter": In(stream.Signature(8)),
+            "from_meter": Out(stream.Signature(8)),
+            "utc_preset": In(stream.Signature(32)),
+            "adc_codes": In(stream.Signature(sample_layout(self._devices))),
+            "seal_open": In(1),
+        })
 
     def elaborate(self, platform):
         m = Module()
@@ -73,14 +75,20 @@ class SimHarness(wiring.Component):
         wiring.connect(m, inbox.r_stream, wiring.flipped(self.from_meter))
         wiring.connect(m, wiring.flipped(self.utc_preset), meter.utc_preset)
 
-        m.submodules.adc = adc = ADS131M04Model(clk_freq=meter.clk_freq)
-        wiring.connect(m, wiring.flipped(self.adc_codes), adc.codes)
-        m.d.comb += [
-            adc.sclk.eq(meter.adc_sclk),
-            adc.cs_n.eq(meter.adc_cs_n),
-            adc.copi.eq(meter.adc_copi),
-            meter.adc_cipo.eq(adc.cipo),
-            meter.adc_drdy_n.eq(adc.drdy_n),
-            meter.seal_open.eq(self.seal_open),
-        ]
+        # The ADCs share SPI and convert together; device 0's DRDY paces the meter.
+        m.d.comb += self.adc_codes.ready.eq(1)
+        for device in range(self._devices):
+            m.submodules[f"adc{device}"] = adc = ADS131M04Model(clk_freq=meter.clk_freq)
+            m.d.comb += [
+                adc.codes.valid.eq(self.adc_codes.valid),
+                adc.codes.payload.eq(self.adc_codes.payload.as_value().word_select(
+                    device, SAMPLE_LAYOUT.size)),
+                adc.sclk.eq(meter.adc_sclk),
+                adc.cs_n.eq(meter.adc_cs_n),
+                adc.copi.eq(meter.adc_copi),
+                meter.adc_cipo[device].eq(adc.cipo),
+            ]
+            if device == 0:
+                m.d.comb += meter.adc_drdy_n.eq(adc.drdy_n)
+        m.d.comb += meter.seal_open.eq(self.seal_open)
         return m

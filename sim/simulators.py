@@ -22,7 +22,9 @@ from typing import Callable
 import numpy as np
 from amaranth.sim import Simulator
 
-from refmeter.gateware.meter import Meter, DEMO_METER_ID, source_revision
+from refmeter.gateware.adc.ads131m04 import CHANNELS
+from refmeter.gateware.meter import (CHANNELS_PER_PHASE, DEMO_METER_ID, Meter, adc_devices,
+                                     has_neutral, source_revision)
 from refmeter.soft.errors import LinkError
 from refmeter.soft.transport import Transport
 
@@ -41,11 +43,13 @@ def default_simulator() -> str:
     return "verilator" if verilator.missing_tools() == [] else "amaranth"
 
 
-def simulated_meter(*, meter_id: int = DEMO_METER_ID, security: bool = True) -> Meter:
+def simulated_meter(*, meter_id: int = DEMO_METER_ID, phases: int = 1,
+                    security: bool = True) -> Meter:
     """The meter as every simulation runs it (``security=False``: as on a board
     without room for the security unit)."""
     return Meter(clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD, meter_id=meter_id,
-                 build_hash=source_revision(), time_preset=True, security=security)
+                 build_hash=source_revision(), time_preset=True, phases=phases,
+                 security=security)
 
 
 #: What a simulated meter measures unless told otherwise: 230 V, 5 A at PF 1.
@@ -53,13 +57,17 @@ DEFAULT_LOAD = Load(230.0, 5.0)
 
 
 class SampleSource:
-    """ADC codes of ``load`` seen through ``front_end``, one block after another
-    (channel 0 voltage, 1 current, 2 and 3 zero), with a fixed seed so runs repeat."""
+    """ADC codes of one load per phase seen through ``front_end``, one block after
+    another, on the channels the meter reads them from (phase k's voltage on channel
+    2k, its current on 2k + 1, a three-phase meter's neutral current next, unused
+    channels zero), with a fixed seed so runs repeat."""
 
     BLOCK = 4096
 
-    def __init__(self, load: Load, front_end: FrontEnd = FrontEnd(), seed: int = 0):
-        self.load, self.front_end = load, front_end
+    def __init__(self, loads: tuple[Load, ...], front_end: FrontEnd = FrontEnd(), seed: int = 0):
+        self.loads, self.front_end = loads, front_end
+        self._neutral = has_neutral(len(loads))
+        self._channels = CHANNELS * adc_devices(len(loads))
         self._rng = np.random.default_rng(seed)
         self._time_s = 0.0
 
@@ -68,22 +76,32 @@ class SampleSource:
         return self.front_end.sample_rate_hz
 
     def next_block(self) -> np.ndarray:
-        """The next :attr:`BLOCK` sample sets, shape (BLOCK, 4), int32."""
-        voltage, current = self.front_end.sample(self.load, self.BLOCK, self._rng, self._time_s)
+        """The next :attr:`BLOCK` sample sets, shape (BLOCK, channels), int32."""
+        voltages, currents, neutral = self.front_end.sample_phases(
+            self.loads, self.BLOCK, self._rng, self._time_s, neutral=self._neutral)
         self._time_s += self.BLOCK / self.sample_rate_hz
-        block = np.zeros((self.BLOCK, 4), dtype=np.int32)
-        block[:, 0], block[:, 1] = voltage, current
+        block = np.zeros((self.BLOCK, self._channels), dtype=np.int32)
+        for index, (voltage, current) in enumerate(zip(voltages, currents)):
+            block[:, CHANNELS_PER_PHASE * index] = voltage
+            block[:, CHANNELS_PER_PHASE * index + 1] = current
+        if neutral is not None:
+            block[:, CHANNELS_PER_PHASE * len(self.loads)] = neutral
         return block
 
 
-def open_simulation(simulator: str, meter: Meter | None = None, *, load: Load = DEFAULT_LOAD,
+def open_simulation(simulator: str, meter: Meter | None = None, *,
+                    load: "Load | tuple[Load, ...]" = DEFAULT_LOAD,
                     front_end: FrontEnd = FrontEnd(), seal_open: bool = False,
                     progress: Callable[[str], None] = lambda message: None) -> Transport:
     """Start a simulated meter measuring ``load`` through ``front_end`` (ideal by
     default; :data:`~refmeter.sim.analog.AS_BUILT` before calibration) and return
-    the transport to its UART."""
+    the transport to its UART. ``load`` is one load for every phase (a balanced
+    supply) or a load per phase."""
     meter = simulated_meter() if meter is None else meter
-    source = SampleSource(load, front_end)
+    loads = (load,) * meter.phases if isinstance(load, Load) else tuple(load)
+    if len(loads) != meter.phases:
+        raise ValueError(f"A {meter.phases}-phase meter needs {meter.phases} loads, not {len(loads)}")
+    source = SampleSource(loads, front_end)
     if simulator == "amaranth":
         return AmaranthSimulation(meter, source, seal_open=seal_open)
     if simulator == "verilator":

@@ -31,10 +31,10 @@ from refmeter.gateware.security.unit import SecurityResult
 from .calibration import calibrate_gain, calibrate_phase_angle
 from .device import Meter, format_eui64, utc_datetime
 from .events import read_events
-from .measurements import phases, read_phase
+from .measurements import phases, read_phase, read_totals
 from .errors import LinkError, MeterError
 from .profile import CSV_COLUMNS, ProfileRecord, read_profile
-from .registers import METER_REGISTERS, RegisterValue, decode, registers_markdown
+from .registers import METER_REGISTERS, RegisterValue, decode, register_map, registers_markdown
 from .security import KeySet, provision, seal_reading, send_command, zeroise
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
 
@@ -177,7 +177,9 @@ def _parser() -> argparse.ArgumentParser:
 
     regs = command("regs", "print the register map this host expects", """
         refmeter regs
-        refmeter regs --markdown > docs/registers.md""")
+        refmeter regs --phases 3 --markdown > docs/registers.md""")
+    regs.add_argument("--phases", type=int, choices=(1, 3), default=1,
+                      help="the map of a single-phase (default) or a three-phase meter")
     regs_format = regs.add_mutually_exclusive_group()
     regs_format.add_argument("--json", action="store_true", help="machine-readable output")
     regs_format.add_argument("--markdown", action="store_true", help="the docs/registers.md page")
@@ -203,7 +205,10 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulator", choices=("auto", "amaranth", "verilator"), default="auto",
                         help="amaranth (pure Python) or verilator (compiled, ~500x faster); "
                              "auto picks verilator when a C++ compiler is present")
-    load = parser.add_argument_group("the simulated load (one phase)")
+    parser.add_argument("--phases", type=int, choices=(1, 3), default=1,
+                        help="simulate a single-phase meter (as on the iCEBreaker) or a "
+                             "three-phase one with its neutral (as on the ULX3S); default 1")
+    load = parser.add_argument_group("the simulated load (on every phase, 120 degrees apart)")
     load.add_argument("--voltage", type=float, default=230.0, help="RMS voltage, V (default 230)")
     load.add_argument("--current", type=float, default=5.0, help="RMS current, A (default 5)")
     load.add_argument("--phase-angle", type=float, default=0.0,
@@ -212,7 +217,8 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--frequency", type=float, default=50.0, help="line frequency, Hz (default 50)")
     load.add_argument("--load", type=Path, metavar="FILE",
                       help="a JSON load (voltage_rms, current_rms, phase_deg, frequency_hz, "
-                           "voltage_harmonics, current_harmonics) instead of the flags above")
+                           "voltage_harmonics, current_harmonics), or a list of one per "
+                           "phase, instead of the flags above")
     parser.add_argument("--seal-open", action="store_true",
                         help="open the simulated meter's seal, so calibration can be written")
     parser.add_argument("--uncalibrated", action="store_true",
@@ -221,11 +227,17 @@ def _simulator_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _simulated_load(args: argparse.Namespace):
+    """One load for every phase, or a load per phase (a JSON list)."""
     from refmeter.sim.analog import Load
     if args.load is None:
         return Load(args.voltage, args.current, args.phase_angle, args.frequency)
     try:
-        return Load.from_json(json.loads(args.load.read_text()))
+        document = json.loads(args.load.read_text())
+        if not isinstance(document, list):
+            return Load.from_json(document)
+        if len(document) != args.phases:
+            raise ValueError(f"{args.load} has {len(document)} loads for {args.phases} phase(s)")
+        return tuple(Load.from_json(phase) for phase in document)
     except OSError as error:
         raise ValueError(f"cannot read the load file: {error}") from None
     except json.JSONDecodeError as error:
@@ -234,13 +246,14 @@ def _simulated_load(args: argparse.Namespace):
 
 def _start_simulation(args: argparse.Namespace) -> tuple[str, Transport]:
     """The simulator chosen and a running simulation of the load the options describe."""
-    from refmeter.sim.simulators import open_simulation
+    from refmeter.sim.simulators import open_simulation, simulated_meter
     from refmeter.sim.analog import AS_BUILT, FrontEnd
     simulator = _simulator(args.simulator)
     load = _simulated_load(args)
     front_end = AS_BUILT if args.uncalibrated else FrontEnd()
-    return simulator, open_simulation(simulator, load=load, front_end=front_end,
-                                      seal_open=args.seal_open, progress=_say)
+    return simulator, open_simulation(simulator, simulated_meter(phases=args.phases), load=load,
+                                      front_end=front_end, seal_open=args.seal_open,
+                                      progress=_say)
 
 
 def _keys_option(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -306,6 +319,7 @@ def _cmd_read(args: argparse.Namespace) -> int:
         values = ({name: meter.read(name) for name in args.registers} if args.registers
                   else meter.read_all())
         measurements = [] if args.registers else [read_phase(meter, phase) for phase in phases(meter)]
+        totals = read_totals(meter, measurements) if measurements else None
     notes = {}
     if "meter_id" in values:
         notes["meter_id"] = format_eui64(int(values["meter_id"]))
@@ -316,6 +330,7 @@ def _cmd_read(args: argparse.Namespace) -> int:
                     "registers": {name: _plain(value) for name, value in values.items()}, **notes}
         if measurements:
             document["measurements"] = {reading.phase: reading.to_json() for reading in measurements}
+            document["measurements"]["total"] = totals.to_json()
         print(json.dumps(document, indent=2))
         return EXIT_OK
     print(f"meter at {args.url}")
@@ -339,6 +354,15 @@ def _cmd_read(args: argparse.Namespace) -> int:
         print(f"            +R {reading.reactive_energy_import_varh} varh  -R "
               f"{reading.reactive_energy_export_varh} varh  ({quadrants}; "
               f"{reading.reactive_pending_varh:+.3f} varh not yet counted)")
+    if totals is not None:
+        neutral = ("" if totals.neutral_current_rms_a is None
+                   else f"  neutral {totals.neutral_current_rms_a:.3f} A")
+        print(f"  total:    {totals.active_power_w:.1f} W  Q1 {totals.reactive_power_var:.1f} var"
+              f"{neutral}")
+        print(f"            +A {totals.active_energy_import_wh} Wh  -A {totals.active_energy_export_wh} Wh"
+              f"  +R {totals.reactive_energy_import_varh} varh  -R "
+              f"{totals.reactive_energy_export_varh} varh  (held back {totals.active_held_back_wh:+d} "
+              f"Wh, {totals.reactive_held_back_varh:+d} varh)")
     for name, value in values.items():
         note = f"   ({notes[name]})" if name in notes else ""
         print(f"  {name:<28} {_show(name, value)}{note}")
@@ -507,13 +531,14 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 
 
 def _cmd_regs(args: argparse.Namespace) -> int:
+    registers = register_map(args.phases)
     if args.json:
-        print(json.dumps({"fingerprint": METER_REGISTERS.fingerprint(),
-                          "registers": METER_REGISTERS.describe()}, indent=2))
+        print(json.dumps({"phases": args.phases, "fingerprint": registers.fingerprint(),
+                          "registers": registers.describe()}, indent=2))
     elif args.markdown:
-        print(registers_markdown(), end="")
+        print(registers_markdown(args.phases), end="")
     else:
-        for address, register in METER_REGISTERS:
+        for address, register in registers:
             print(f"{address:#06x}  {register.name:<20} {register.access.value}  "
                   f"{register.size} B  {register.description}")
     return EXIT_OK
@@ -586,6 +611,7 @@ def _demo_measurement(meter: Meter, simulator: str, load) -> None:
             raise MeterError("the simulated meter published no measurement window in 60 s")
         time.sleep(0.2)
     reading = read_phase(meter, phases(meter)[0])
+    load = load[0] if isinstance(load, tuple) else load   # phase l1's
     expected = load.voltage_rms * load.current_rms * math.cos(math.radians(load.phase_deg))
     print(f"  simulated load    {load.voltage_rms:g} V, {load.current_rms:g} A, "
           f"{load.phase_deg:g} deg: {expected:.1f} W")

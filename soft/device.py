@@ -9,7 +9,7 @@ from refmeter.gateware.registers import RegisterMap
 
 from .errors import MeterError
 from .link import MeterLink
-from .registers import METER_REGISTERS, RegisterValue, decode, encode
+from .registers import METER_REGISTERS, RegisterValue, decode, encode, register_map as registers_for
 from .transport import Transport
 
 __all__ = ["Identity", "LinkStatus", "Meter", "format_eui64", "utc_datetime"]
@@ -58,12 +58,26 @@ class Meter:
 
     ``Meter(transport)`` works for a board, a ``socket://`` co-simulation and the
     in-process simulation alike. Use as a context manager to close the transport.
+
+    The register map is the one for the meter's number of phases, read from its
+    ``phases`` register (at the same address in every map) on first use, unless
+    ``register_map`` gives it.
     """
 
     def __init__(self, transport: Transport, *, timeout: float = 1.0, tries: int = 3,
-                 register_map: RegisterMap = METER_REGISTERS):
+                 register_map: RegisterMap | None = None):
         self.link = MeterLink(transport, timeout=timeout, tries=tries)
-        self.register_map = register_map
+        self._register_map = register_map
+
+    @property
+    def register_map(self) -> RegisterMap:
+        if self._register_map is None:
+            phases = self._read_with(METER_REGISTERS, "phases")
+            try:
+                self._register_map = registers_for(int(phases))
+            except ValueError as error:
+                raise MeterError(f"meter at {self.link.url} reports {phases} phases: {error}") from error
+        return self._register_map
 
     def __enter__(self) -> "Meter":
         return self
@@ -76,8 +90,11 @@ class Meter:
 
     def read(self, name: str) -> "int | RegisterValue":
         """One register: a number, or a :class:`RegisterValue` of its fields."""
-        register = self.register_map[name]
-        data = self.link.request(Command.READ, self.register_map.address_of(name), target=name)
+        return self._read_with(self.register_map, name)
+
+    def _read_with(self, registers: RegisterMap, name: str) -> "int | RegisterValue":
+        register = registers[name]
+        data = self.link.request(Command.READ, registers.address_of(name), target=name)
         try:
             return decode(register, data)
         except ValueError as error:

@@ -16,7 +16,7 @@ from .device import Meter
 from .errors import MeterError
 from .events import half_cycle_voltage
 
-__all__ = ["PhaseMeasurements", "read_phase", "phases"]
+__all__ = ["PhaseMeasurements", "TotalMeasurements", "read_phase", "read_totals", "phases"]
 
 #: Tries to read one window's sums while no new window is published meanwhile.
 _CONSISTENT_READ_TRIES = 5
@@ -45,6 +45,24 @@ class PhaseMeasurements:
     frequency_hz: float | None          #: mean over the last 64 cycles; None without voltage
     voltage_half_cycle_v: float         #: Urms(1/2): over the last cycle, refreshed each half-cycle
     voltage_events: tuple[str, ...]     #: events in progress: "sag", "swell", "interruption"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TotalMeasurements:
+    """All phases together: the meter's totals, and its neutral current."""
+
+    active_power_w: float               #: sum of the phases' last-window P
+    reactive_power_var: float           #: sum of the phases' last Q1
+    active_energy_import_wh: int        #: +A of the net power of all phases (wraps at 2**32 Wh)
+    active_energy_export_wh: int        #: -A of the net power of all phases
+    active_held_back_wh: int            #: net phase quanta the totals have not yet counted
+    reactive_energy_import_varh: int    #: +R of the net reactive power of all phases
+    reactive_energy_export_varh: int    #: -R of the net reactive power of all phases
+    reactive_held_back_varh: int        #: net phase quanta the totals have not yet counted
+    neutral_current_rms_a: float | None  #: last window; None on a meter without a neutral input
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -108,4 +126,26 @@ def read_phase(meter: Meter, phase: str = "l1") -> PhaseMeasurements:
         if line["valid"] and line["period"] else None,
         voltage_half_cycle_v=half_cycle_voltage(half_cycle["mean_square"], volts_per_code),
         voltage_events=tuple(kind for kind in ("sag", "swell", "interruption") if half_cycle[kind]),
+    )
+
+
+def read_totals(meter: Meter, readings: list[PhaseMeasurements]) -> TotalMeasurements:
+    """The meter's totals, with the sums of the phase ``readings`` (one per phase, from
+    :func:`read_phase`) and the neutral current where the meter measures it."""
+    balance = meter.read("total_balance")
+    neutral = None
+    if "window_current_squared_n" in {register.name for _, register in meter.register_map}:
+        window = int(meter.read("window_samples")) or 1
+        neutral = (int(meter.read("current_scale_n")) * 1e-12
+                   * math.sqrt(int(meter.read("window_current_squared_n")) / window))
+    return TotalMeasurements(
+        active_power_w=sum(reading.active_power_w for reading in readings),
+        reactive_power_var=sum(reading.reactive_power_var for reading in readings),
+        active_energy_import_wh=int(meter.read("active_import_wh_total")),
+        active_energy_export_wh=int(meter.read("active_export_wh_total")),
+        active_held_back_wh=balance["active"],
+        reactive_energy_import_varh=int(meter.read("reactive_import_varh_total")),
+        reactive_energy_export_varh=int(meter.read("reactive_export_varh_total")),
+        reactive_held_back_varh=balance["reactive"],
+        neutral_current_rms_a=neutral,
     )

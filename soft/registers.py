@@ -4,15 +4,26 @@ Nothing here restates an address or a field: both come from
 :func:`refmeter.gateware.meter.meter_register_map`.
 """
 
+import functools
 from collections.abc import Iterator, Mapping
 
 from refmeter.gateware.meter import meter_register_map
 from refmeter.gateware.registers import Field, Guard, Register, RegisterMap
 
-__all__ = ["METER_REGISTERS", "RegisterValue", "decode", "encode", "registers_markdown"]
+__all__ = ["METER_REGISTERS", "register_map", "RegisterValue", "decode", "encode",
+           "registers_markdown"]
 
-#: The register map of the gateware this host package was installed with.
-METER_REGISTERS: RegisterMap = meter_register_map()
+
+@functools.cache
+def register_map(phases: int = 1) -> RegisterMap:
+    """The register map of a ``phases``-phase meter with the gateware this host
+    package was installed with."""
+    return meter_register_map(phases)
+
+
+#: The single-phase meter's map. A meter's own map depends on its ``phases``
+#: register, at the same address in every map (see :class:`~.device.Meter`).
+METER_REGISTERS: RegisterMap = register_map(1)
 
 
 class RegisterValue(Mapping[str, int]):
@@ -86,13 +97,20 @@ def _guard_text(register: Register) -> str:
     return f"{register.guard.value}: {names}"
 
 
-def registers_markdown(register_map: RegisterMap = METER_REGISTERS) -> str:
-    """The register reference, as in ``docs/registers.md``."""
+def registers_markdown(phases: int = 3) -> str:
+    """The register reference of a ``phases``-phase meter, as in ``docs/registers.md``."""
+    registers = register_map(phases)
+    fingerprints = ", ".join(f"{count} phase{'s' if count > 1 else ''} "
+                             f"`{register_map(count).fingerprint():#010x}`" for count in (1, 3))
     lines = [
         "# Register map",
         "",
-        "Generated from the gateware declaration by `refmeter regs --markdown`; do not edit.",
-        f"Register map fingerprint: `{register_map.fingerprint():#010x}`.",
+        f"Generated from the gateware declaration by `refmeter regs --markdown --phases "
+        f"{phases}`; do not edit.",
+        f"This is the map of a {phases}-phase meter. Every register has the same address in "
+        f"every meter; a single-phase meter has no registers of phases l2 and l3 and of the "
+        f"neutral (`_n`). The `phases` register says which map a meter has.",
+        f"Register map fingerprints: {fingerprints}.",
         "Values are big-endian on the wire; fields are listed least significant first.",
         "",
         "Guards (docs/security.md): *seal*, written only with the seal open; "
@@ -102,11 +120,11 @@ def registers_markdown(register_map: RegisterMap = METER_REGISTERS) -> str:
         "| address | register | access | guard | bytes | reset | description |",
         "|---|---|---|---|---|---|---|",
     ]
-    for address, register in register_map:
+    for address, register in registers:
         lines.append(f"| `{address:#06x}` | `{register.name}` | {register.access.value} | "
                      f"{_guard_text(register)} | {register.size} | `{register.init:#x}` | "
                      f"{register.description} |")
-    for address, register in register_map:
+    for address, register in registers:
         if register.is_number:
             continue
         lines += ["", f"## `{register.name}` fields", "",

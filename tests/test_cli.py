@@ -123,7 +123,7 @@ def test_every_command_has_help_with_examples(command):
 
 
 def test_register_docs_are_generated_from_the_gateware():
-    """docs/registers.md is exactly what `refmeter regs --markdown` generates."""
+    """docs/registers.md is exactly what `refmeter regs --phases 3 --markdown` generates."""
     assert (ROOT / "docs" / "registers.md").read_text() == registers_markdown()
 
 
@@ -251,6 +251,8 @@ def test_calibrate_command_corrects_an_uncalibrated_meter(tmp_path):
 
     with served_simulation("--simulator", "verilator", "--current", "10", "--phase-angle", "60",
                            "--uncalibrated", "--seal-open") as (_, url):
+        # Ten cycles at 50 Hz: whole cycles in a fifth of the default window's time.
+        assert refmeter("--url", url, "write", "window_samples", "1600").returncode == 0
         uncalibrated = read_after_windows(url, 3)["measurements"]["l1"]
         calibrate = ("--url", url, "calibrate", "--voltage", "230", "--current", "10",
                      "--phase-angle", "60", "--windows", "2", "--keys", str(keys))
