@@ -270,4 +270,5 @@ def test_calibrate_command_corrects_an_uncalibrated_meter(tmp_path):
     assert phase["voltage_rms_v"] == pytest.approx(230, rel=2e-4)
     assert phase["current_rms_a"] == pytest.approx(10, rel=2e-4)
     assert phase["power_factor"] == pytest.approx(0.5, rel=5e-4)
-    assert reading["registers"]["seal_status"]["calibration_writes"] == 5
+    # window_samples, then the gain's four registers and the phase coefficient.
+    assert reading["registers"]["seal_status"]["calibration_writes"] == 6
