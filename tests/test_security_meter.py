@@ -97,13 +97,13 @@ def test_hostile_host_gets_nothing(sealed_open_meter, tmp_path):
             with pytest.raises(RequestRefused) as refusal:
                 meter.read(f"key_{authority.slot_name}")
             assert refusal.value.status is Status.WRITE_ONLY
-        before = meter.read("active_import_wh_l1")
+        before = meter.read("active_import_wh_total")
         reading = seal_reading(meter, SealKind.SNAPSHOT)
         reading.verify(keys.key(Authority.READING))
         assert reading.snapshot["utc_seconds"] >= 1_900_000_000
-        # The snapshot's totals are the energy registers' (230 V, 5 A: a Wh in 3 s).
-        assert before <= reading.snapshot["active_import_wh"] <= meter.read("active_import_wh_l1")
-        assert reading.snapshot["active_export_wh"] == meter.read("active_export_wh_l1") == 0
+        # The snapshot holds the total energy registers (230 V, 5 A: a Wh in 3 s).
+        assert before <= reading.snapshot["active_import_wh"] <= meter.read("active_import_wh_total")
+        assert reading.snapshot["active_export_wh"] == meter.read("active_export_wh_total") == 0
 
 
 def test_a_meter_without_the_unit_says_so_and_refuses_what_needs_it():

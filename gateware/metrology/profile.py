@@ -6,7 +6,7 @@ not a host is connected; a host reads the ring through registers at its own pace
 Intervals end where the UTC seconds are a multiple of ``profile_interval_s`` (with
 the default 1800 s, at :00 and :30 of every hour). A record holds the end of its
 interval and the active energy imported and exported in it (Wh quanta: the
-difference of the metrology's running counters, modulo 2**32), with flags for
+difference of the meter's total energy counters, modulo 2**32), with flags for
 intervals that are not one whole interval of the configured length. Records are
 numbered from 0 at power-up; record ``n`` is in slot ``n mod capacity``, so the
 ring holds records ``head - capacity`` to ``head - 1``.
