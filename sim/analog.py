@@ -11,7 +11,7 @@ skew between the voltage and current sampling instants.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -1,7 +1,6 @@
 """Board builds with the YoWASP tools, and programming through the board's tool."""
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path
