@@ -267,9 +267,11 @@ class RegisterBus(wiring.Signature):
     ``ack``. In the cycle of ``ack`` the target answers with ``status``, and for a
     read ``r_data`` and ``r_length`` (bytes to send). A write takes effect only with
     an ``ack`` whose status is ``OK``. Most accesses are acknowledged in the strobe's
-    first cycle; reads from block RAM take a few more. Only the security unit drives
-    ``authenticated``, with the ``authority`` whose key verified the command; the
-    host link leaves both at 0.
+    first cycle; reads from block RAM and writes a component copies a word at a time
+    take a few more. ``authenticated`` is raised, with the ``authority`` whose key
+    verified the command, only for a write the security unit asks the host-link
+    bridge to make (:class:`~refmeter.gateware.hostlink.bridge.FrameBridge`'s
+    ``local`` port); a host's own frames never raise it.
     """
 
     def __init__(self, *, data_width: int):
@@ -331,12 +333,19 @@ class RegisterStore:
 
 
 class WriteOnlyPort(wiring.Signature):
-    """What a component sees of a ``wo`` register: ``data``, valid only in the cycle
-    ``written`` is high. The bank keeps no copy, so a key or a command written
-    through it stays only where its component puts it."""
+    """What a component sees of a ``wo`` register: ``data``, valid while ``written``
+    is high. The bank keeps no copy, so a key or a command written through it stays
+    only where its component puts it.
+
+    ``written`` rises with an accepted write and stays high, ``data`` unchanged (the
+    initiator holds its access), until the component raises ``ready``; the bank
+    acknowledges the write in that cycle. A component that takes a value at once
+    leaves ``ready`` at its initial 1 and sees ``written`` for one cycle; one that
+    copies a wide value into block RAM a word at a time lowers it until the last
+    word, so the value never needs a register of its own."""
 
     def __init__(self, layout: data.StructLayout):
-        super().__init__({"data": Out(layout), "written": Out(1)})
+        super().__init__({"data": Out(layout), "written": Out(1), "ready": In(1, init=1)})
 
 
 class RegisterBank(wiring.Component):
@@ -364,8 +373,9 @@ class RegisterBank(wiring.Component):
     ``stores`` names the :class:`RegisterStore` of each component that keeps
     registers in block RAM; the bank has a read port of the store's name for each
     (to connect to the component's) and no port for the registers in it. A read of
-    such a register is acknowledged ``words + 1`` cycles after its strobe rises; every
-    other access in the strobe's cycle.
+    such a register is acknowledged ``words + 1`` cycles after its strobe rises, a
+    ``wo`` write when its component is ready (:class:`WriteOnlyPort`), every other
+    access in the strobe's cycle.
     """
 
     def __init__(self, register_map: RegisterMap, *, stores: Mapping[str, RegisterStore] = {}):
@@ -429,6 +439,8 @@ class RegisterBank(wiring.Component):
         step = Signal(range(max_words + 2))  # cycles since the strobe
         gathered = Signal(max_words * RegisterStore.WORD_WIDTH)
 
+        write_waits = Signal()  # an accepted wo write waits for its component's ``ready``
+
         with m.Switch(bus.address):
             for address, register in self._register_map:
                 with m.Case(address):
@@ -457,7 +469,8 @@ class RegisterBank(wiring.Component):
                                 m.d.comb += bus.status.eq(Status.BAD_LENGTH)
                             with m.Else():
                                 m.d.comb += bus.status.eq(Status.OK)
-                                self._store(m, register, getattr(self, register.name), bus)
+                                self._store(m, register, getattr(self, register.name), bus,
+                                            write_waits)
                     with m.Else():
                         if not register.access.readable:
                             m.d.comb += bus.status.eq(Status.WRITE_ONLY)
@@ -472,7 +485,7 @@ class RegisterBank(wiring.Component):
             with m.Default():
                 m.d.comb += bus.status.eq(Status.BAD_ADDRESS)
 
-        m.d.comb += bus.ack.eq(bus.strobe)
+        m.d.comb += bus.ack.eq(bus.strobe & ~write_waits)
         if self._stores:
             data = 0
             for index, store_name in enumerate(self._stores):
@@ -509,13 +522,13 @@ class RegisterBank(wiring.Component):
         return _Refusal((plain & ~self.seal_open, Status.SEALED),
                         (~plain & ~permitted, Status.FORBIDDEN))
 
-    def _store(self, m: Module, register: Register, port, bus) -> None:
+    def _store(self, m: Module, register: Register, port, bus, write_waits) -> None:
         # Only the fields are stored: padding bits always read back as 0.
         width = sum(field.width for field in register.fields)
         value = bus.w_data[:width]
-        # Acknowledged at once: only stored registers wait.
         if register.access is Access.WO:
-            m.d.comb += [port.data.as_value()[:width].eq(value), port.written.eq(bus.strobe)]
+            m.d.comb += [port.data.as_value()[:width].eq(value), port.written.eq(bus.strobe),
+                         write_waits.eq(~port.ready)]
             return
         with m.If(bus.strobe):
             if register.sealed:

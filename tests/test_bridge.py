@@ -210,6 +210,78 @@ def test_writes_take_effect_and_read_back():
     run_host(script)
 
 
+def test_local_writes_are_authenticated_and_host_frames_never_are():
+    """A local write reaches the bank with ``authenticated`` and the unit's authority,
+    its value shifted in from ``local.data``, and is answered on ``local.status``. A
+    frame the host has begun finishes first; a host frame offered while a local write
+    is pending waits for it; host frames are never authenticated; a local write of the
+    wrong length is refused like a host's."""
+    top = BridgeWithBank()
+    accesses = []    # (address, value, authenticated, authority) of every write made
+
+    async def monitor(ctx):
+        bus = top.bank.bus
+        while True:
+            if ctx.get(bus.strobe) and ctx.get(bus.ack) and ctx.get(bus.write) \
+                    and ctx.get(bus.status) == Status.OK:
+                accesses.append((ctx.get(bus.address), ctx.get(bus.w_data),
+                                 ctx.get(bus.authenticated), ctx.get(bus.authority)))
+            await ctx.tick()
+
+    async def local_write(host: StreamHost, address, value: bytes, authority) -> Status:
+        """Play the security unit, a byte every fourth cycle, while ``host`` steps."""
+        local = top.bridge.local
+        host.ctx.set(local.request.payload, {"address": address, "length": len(value),
+                                             "authority": authority})
+        host.ctx.set(local.request.valid, 1)
+        while not host.ctx.get(local.request.ready):
+            await host.step()
+        await host.step()
+        host.ctx.set(local.request.valid, 0)
+        for byte in value:
+            await host.idle(3)
+            host.ctx.set(local.data.payload, byte)
+            host.ctx.set(local.data.valid, 1)
+            while not host.ctx.get(local.data.ready):
+                await host.step()
+            await host.step()
+            host.ctx.set(local.data.valid, 0)
+        while not host.ctx.get(local.status.valid):
+            await host.step()
+        status = Status(host.ctx.get(local.status.payload))
+        await host.step()
+        return status
+
+    async def bench(ctx):
+        host = StreamHost(ctx, top, budget=5_000)
+        ctx.set(top.bridge.local.status.ready, 1)
+        frame = encode_request(WRITE, DISPLAY_CONTRAST[0], b"\x77")
+        await host.send(frame[:3])
+        # A local write asked for in the middle of a host's frame waits for it.
+        ctx.set(top.bridge.local.request.valid, 1)
+        await host.send(frame[3:])
+        assert await local_write(host, TARIFF_RATE[0], b"\xAB\xCD\xEF", 4) is Status.OK
+        assert host.received() == response_frame(WRITE, Status.OK, DISPLAY_CONTRAST[0])
+        await host.collect()
+        # A local write pending while the host offers its SOF goes first.
+        ctx.set(top.bridge.local.request.payload, {"address": RELAY_CONTROL[0], "length": 2,
+                                                   "authority": 1})
+        ctx.set(top.bridge.local.request.valid, 1)
+        ctx.set(top.bridge.rx.payload, SOF_BYTE)
+        ctx.set(top.bridge.rx.valid, 1)
+        assert not ctx.get(top.bridge.rx.ready)
+        ctx.set(top.bridge.rx.valid, 0)
+        assert await local_write(host, RELAY_CONTROL[0], b"\x00\x21", 1) is Status.OK
+        assert await local_write(host, TARIFF_RATE[0], b"\x01\x02", 2) is Status.BAD_LENGTH
+        assert host.stored()["tariff_rate"] == 0xABCDEF
+        await host.exchange(encode_request(WRITE, TARIFF_RATE[0], b"\x00\x00\x05"),
+                            response_frame(WRITE, Status.OK, TARIFF_RATE[0]))
+
+    run_simulation(top, bench, background=[monitor])
+    assert accesses == [(DISPLAY_CONTRAST[0], 0x77, 0, 0), (TARIFF_RATE[0], 0xABCDEF, 1, 4),
+                        (RELAY_CONTROL[0], 0x0021, 1, 1), (TARIFF_RATE[0], 5, 0, 0)]
+
+
 def test_pipelined_requests_are_answered_in_order():
     """Back-to-back frames are answered in order; a read after a write sees the new value."""
     frames = [encode_request(WRITE, TARIFF_RATE[0], b"\x0a\x0b\x0c"),

@@ -396,6 +396,35 @@ def test_bank_wo_register_passes_an_ok_write_on_in_its_cycle():
     run_simulation(bank, bench)
 
 
+def test_bank_wo_write_waits_for_its_component():
+    """A component that lowers ``ready`` holds the write: ``written`` and the data stay,
+    and the bus is acknowledged only in the cycle ``ready`` rises; other accesses are
+    not held up by it."""
+    bank = RegisterBank(demo_register_map())
+
+    async def bench(ctx):
+        key = bank.unlock_key
+        ctx.set(key.ready, 0)
+        ctx.set(bank.bus.address, 0x0010)
+        ctx.set(bank.bus.write, 1)
+        ctx.set(bank.bus.length, 2)
+        ctx.set(bank.bus.w_data, 0xCAFE)
+        ctx.set(bank.bus.strobe, 1)
+        for _ in range(3):
+            assert (ctx.get(key.written), ctx.get(bank.bus.ack)) == (1, 0)
+            assert ctx.get(key.data.as_value()) == 0xCAFE
+            await ctx.tick()
+        ctx.set(key.ready, 1)
+        assert (ctx.get(key.written), ctx.get(bank.bus.ack)) == (1, 1)
+        assert Status(ctx.get(bank.bus.status)) is Status.OK
+        await ctx.tick()
+        ctx.set(key.ready, 0)   # a component busy with something else
+        ctx.set(bank.bus.address, 0x0011)
+        assert ctx.get(bank.bus.ack) == 1 and ctx.get(key.written) == 0
+
+    run_simulation(bank, bench)
+
+
 def test_bank_refuses_register_named_like_its_bus_port():
     """A register called ``bus`` cannot silently replace the bank's bus port."""
     register_map = RegisterMap()

@@ -13,17 +13,50 @@ How bad input is handled (also in ``docs/protocol.md``):
   answer, and the bridge hunts for ``SOF`` again.
 
 None of these reach the register bus as a strobe, so they change no register.
+
+Local writes
+------------
+The security unit writes the registers a verified command carries through the
+bridge too (``local``), so that the bus has one initiator and one payload
+register however wide it is. Between frames the bridge takes a local write before
+a host's next frame (whose bytes wait in the request FIFO): it shifts the value's
+bytes into its payload register as it would a frame's, makes the write with
+``authenticated`` set and the command's authority, and answers the unit, not the
+host. Only a local write raises ``authenticated``: nothing a host sends can.
 """
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.crc import Processor
 from amaranth.lib.wiring import In, Out
 
-from ..registers import RegisterBus
+from ..registers import RegisterBus, RegisterMap
+from ..security.authority import Authority
 from .protocol import SOF, MAX_PAYLOAD, CRC, Command, Status
 
-__all__ = ["FrameBridge"]
+__all__ = ["FrameBridge", "LocalWrite", "LOCAL_WRITE_LAYOUT"]
+
+#: A local write: the register, its value's length in bytes and the authority whose
+#: key verified the command that carries it.
+LOCAL_WRITE_LAYOUT = data.StructLayout({
+    "address": RegisterMap.ADDRESS_WIDTH,
+    "length": range(MAX_PAYLOAD + 1),
+    "authority": range(len(Authority)),
+})
+
+
+class LocalWrite(wiring.Signature):
+    """An authenticated write the security unit asks the bridge to make: the
+    ``request``, then its value's ``length`` bytes on ``data``, most significant
+    first, then the bank's answer on ``status``, which the unit takes in the cycle it
+    comes."""
+
+    def __init__(self):
+        super().__init__({
+            "request": Out(stream.Signature(LOCAL_WRITE_LAYOUT)),
+            "data": Out(stream.Signature(8)),
+            "status": In(stream.Signature(Status)),
+        })
 
 
 class FrameBridge(wiring.Component):
@@ -44,6 +77,8 @@ class FrameBridge(wiring.Component):
         Response bytes.
     bus : RegisterBus out
         The register bus this bridge drives.
+    local : LocalWrite in
+        Authenticated writes from the security unit (see the module documentation).
     rejected : Signal out
         Pulses once for every error response sent.
     """
@@ -60,6 +95,7 @@ class FrameBridge(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "bus": Out(RegisterBus(data_width=data_width)),
+            "local": In(LocalWrite()),
             "rejected": Out(1),
         })
 
@@ -79,11 +115,15 @@ class FrameBridge(wiring.Component):
         byte_count = Signal(range(MAX_PAYLOAD + 1))
         response_length = Signal(range(data_bytes + 1))
         idle_cycles = Signal(range(self._frame_timeout + 1))
+        authenticated = Signal()    # the access is a local write
+        authority = Signal.like(bus.authority)
 
         m.d.comb += [
             bus.length.eq(length),
             bus.w_data.eq(payload),
             bus.write.eq(command == Command.WRITE),
+            bus.authenticated.eq(authenticated),
+            bus.authority.eq(authority),
         ]
         m.d.sync += self.rejected.eq(0)
 
@@ -122,8 +162,15 @@ class FrameBridge(wiring.Component):
         with m.FSM():
             # Receiving.
             with m.State("HUNT"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(self.rx.valid & (self.rx.payload == SOF)):
+                local = self.local.request
+                m.d.comb += [local.ready.eq(1), self.rx.ready.eq(~local.valid)]
+                with m.If(local.valid):
+                    m.d.sync += [command.eq(Command.WRITE), bus.address.eq(local.payload.address),
+                                 length.eq(local.payload.length), payload.eq(0),
+                                 byte_count.eq(0), authenticated.eq(1),
+                                 authority.eq(local.payload.authority)]
+                    m.next = "LOCAL-PAYLOAD"
+                with m.Elif(self.rx.valid & (self.rx.payload == SOF)):
                     m.d.comb += crc.start.eq(1)
                     m.d.sync += [command.eq(0), bus.address.eq(0), payload.eq(0),
                                  byte_count.eq(0), response_length.eq(0), idle_cycles.eq(0)]
@@ -163,6 +210,21 @@ class FrameBridge(wiring.Component):
                     with m.If(bus.ack):
                         m.d.sync += [payload.eq(bus.r_data), response_length.eq(bus.r_length)]
                         respond(bus.status)
+
+            # A local write: its value, then the access, answered to the unit alone.
+            with m.State("LOCAL-PAYLOAD"):
+                m.d.comb += self.local.data.ready.eq(byte_count != length)
+                with m.If(self.local.data.valid & self.local.data.ready):
+                    m.d.sync += [payload.eq((payload << 8) | self.local.data.payload),
+                                 byte_count.eq(byte_count + 1)]
+                with m.If(byte_count == length):
+                    m.next = "LOCAL-EXECUTE"
+            with m.State("LOCAL-EXECUTE"):
+                m.d.comb += [bus.strobe.eq(1), self.local.status.payload.eq(bus.status)]
+                with m.If(bus.ack):
+                    m.d.comb += self.local.status.valid.eq(1)
+                    m.d.sync += [authenticated.eq(0), authority.eq(0)]
+                    m.next = "HUNT"
 
             # Answering.
             with m.State("SEND-SOF"):

@@ -5,7 +5,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..registers import Access, Field, Register, RegisterBus
-from .bridge import FrameBridge
+from .bridge import FrameBridge, LocalWrite
 from .uart import UARTReceiver, UARTTransmitter
 
 __all__ = ["HostLink"]
@@ -25,6 +25,9 @@ class HostLink(wiring.Component):
         UART bit time, clock cycles.
     frame_timeout : int
         Idle clock cycles after which a partly received frame is dropped.
+
+    ``local`` takes the security unit's authenticated writes
+    (:class:`~refmeter.gateware.hostlink.bridge.FrameBridge`).
     """
 
     REGISTERS = (
@@ -49,6 +52,7 @@ class HostLink(wiring.Component):
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
             "bus": Out(RegisterBus(data_width=data_width)),
+            "local": In(LocalWrite()),
             "rejected_frames": Out(16),
             "framing_errors": Out(8),
             "overruns": Out(8),
@@ -67,6 +71,7 @@ class HostLink(wiring.Component):
         wiring.connect(m, requests.r_stream, bridge.rx)
         wiring.connect(m, bridge.tx, transmitter.data)
         wiring.connect(m, bridge.bus, wiring.flipped(self.bus))
+        wiring.connect(m, wiring.flipped(self.local), bridge.local)
 
         with m.If(bridge.rejected):
             m.d.sync += self.rejected_frames.eq(self.rejected_frames + 1)
