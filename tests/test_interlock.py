@@ -12,9 +12,11 @@ relays whose contacts follow their coils, unless a test jams them.
 
 import pytest
 
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 from gateware_helpers import run_simulation, ticks
-from refmeter.gateware.interlock import (Action, AuxLevel, DisconnectState, InterlockParameters,
-                                         LoadSwitchInterlock, Reason, Target)
+from refmeter.gateware.interlock import (Action, AuxLevel, DisconnectState, InterlockLog,
+                                         InterlockParameters, LoadSwitchInterlock, Reason, Target)
 from refmeter.gateware.interlock.auxload import FRACTION_BITS, aux_delay_fraction
 from refmeter.gateware.security.authority import Authority
 
@@ -580,3 +582,42 @@ def test_aux_requests_wait_for_the_meters_delay_and_the_override_wins_for_a_whil
     bench.run(scenario)
     (override,) = bench.happenings(Action.AUX_OVERRIDE)
     assert override.target == Target.AUX
+
+
+# --- The log -----------------------------------------------------------------------------
+
+def test_the_log_keeps_the_latest_events_for_the_host():
+    interlock = LoadSwitchInterlock(meter_id=METER_ID, parameters=SIM)
+    log = InterlockLog(capacity=4)
+    top = Module()
+    top.submodules.interlock, top.submodules.log = interlock, log
+    wiring.connect(top, interlock.event, log.events)
+    sent = []
+
+    async def testbench(ctx):
+        ctx.set(interlock.tick_ms, 1)
+        ctx.set(interlock.main_relay.closed, 1)
+        ctx.set(interlock.utc_seconds, 1_790_000_000)
+        await ctx.tick()  # the power-up event
+        for index in range(6):  # a power-up event and six answers: more than the ring holds
+            ctx.set(interlock.request.payload, {
+                "authority": SUPPLIER, "authenticated": 1, "action": Action.REMOTE_DISCONNECT,
+                "target": Target.MAIN, "request_id": 100 + index, "counter": 500 + index})
+            ctx.set(interlock.request.valid, 1)
+            await ctx.tick()
+            sent.append(ctx.get(interlock.event.payload))
+        ctx.set(interlock.request.valid, 0)
+        await ctx.tick()
+        head = ctx.get(log.interlock_event_head.value)
+        assert head == 7 and ctx.get(log.interlock_event_capacity.value) == 4
+        for number in range(head - 4, head):
+            ctx.set(log.interlock_event_select.value, number)
+            await ticks(ctx, 2)
+            record = ctx.get(log.interlock_event_record)
+            event = sent[number - 1]  # record 0 is the power-up event
+            assert (record.request_id, record.counter, record.reason) == (
+                event.request_id, event.counter, event.reason.value)
+            assert record.seconds == 1_790_000_000 and record.from_request == 1
+
+    run_simulation(top, testbench)
+    assert [event.reason for event in sent] == [Reason.COOLDOWN] * 6
