@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-import refmeter.gateware.hostlink  # noqa: F401  (import order: see gateware_helpers)
 from amaranth.asserts import AnySeq
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Const, Elaboratable, Module, Signal, Value

@@ -354,7 +354,7 @@ class LoadSwitchInterlock(wiring.Component):
         press_waits = Signal()
         override_waits = Signal()
         power_up_waits = Signal(init=1)
-        faults = []  # (driver, target, waits, welded)
+        faults = []  # (target, waits, welded) of each relay
         with m.If(button.pressed):
             m.d.sync += press_waits.eq(1)
         with m.If(override_button.pressed):

@@ -8,7 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
 from ..metrology.ring import ring_registers, show_selected_record
-from ..registers import Field, Register, register_ports
+from ..registers import Field, register_ports
 from .layouts import InterlockEvent
 
 __all__ = ["InterlockLog"]
