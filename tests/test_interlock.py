@@ -10,6 +10,8 @@ interlock second is ``SIM.ms_per_second`` cycles. The relays are modelled as lat
 relays whose contacts follow their coils, unless a test jams them.
 """
 
+import random
+
 import pytest
 
 from amaranth.hdl import Module
@@ -18,6 +20,7 @@ from gateware_helpers import run_simulation, ticks
 from refmeter.gateware.interlock import (Action, AuxLevel, DisconnectState, InterlockLog,
                                          InterlockParameters, LoadSwitchInterlock, Reason, Target)
 from refmeter.gateware.interlock.auxload import FRACTION_BITS, aux_delay_fraction
+from refmeter.gateware.interlock.relay import LatchingRelayDriver
 from refmeter.gateware.security.authority import Authority
 
 SIM = InterlockParameters(
@@ -458,6 +461,42 @@ def test_the_switching_budget_stops_closings_not_openings():
     refusals = [event.reason for event in bench.happenings(Action.MANUAL_RECONNECT)
                 if not event.accepted]
     assert refusals == [Reason.BUDGET_SPENT]
+
+
+def test_relay_pulses_and_rests_keep_their_minimum_under_a_demand_storm():
+    driver = LatchingRelayDriver(pulse_ms=3, settle_ms=5)
+    rng = random.Random(5)
+    coils = []  # per cycle: "close", "open" or None
+
+    async def testbench(ctx):
+        ctx.set(driver.tick_ms, 1)
+        closed = 0
+        for _ in range(3000):
+            if rng.random() < 0.3:
+                ctx.set(driver.closed_wanted, rng.getrandbits(1))
+            await ctx.tick()
+            close, open_ = ctx.get(driver.relay.close), ctx.get(driver.relay.open)
+            coils.append("close" if close else "open" if open_ else None)
+            closed = 1 if close else 0 if open_ else closed
+            ctx.set(driver.relay.closed, closed)
+            assert not ctx.get(driver.mismatch)
+
+    run_simulation(driver, testbench)
+    runs = []  # (coil, cycles)
+    for coil in coils:
+        if runs and runs[-1][0] == coil:
+            runs[-1][1] += 1
+        else:
+            runs.append([coil, 1])
+    pulses = [run for run in runs if run[0]]
+    assert len(pulses) > 100
+    for index, ((coil, cycles), (next_coil, _)) in enumerate(zip(runs, runs[1:])):
+        if coil is None:
+            assert index == 0 or cycles >= 5        # the rest after a pulse
+        elif next_coil is None:
+            assert cycles >= 3                      # a whole pulse
+        else:
+            assert (coil, next_coil) == ("close", "open")  # only an opening cuts one short
 
 
 # --- Priority circuit and limiter --------------------------------------------------------
