@@ -21,6 +21,7 @@ from refmeter.gateware.interlock import (Action, AuxLevel, DisconnectState, Inte
                                          InterlockParameters, LoadSwitchInterlock, Reason, Target)
 from refmeter.gateware.interlock.auxload import FRACTION_BITS, aux_delay_fraction
 from refmeter.gateware.interlock.relay import LatchingRelayDriver
+from refmeter.gateware.registers import RegisterBank, RegisterMap, connect_registers
 from refmeter.gateware.security.authority import Authority
 
 SIM = InterlockParameters(
@@ -660,3 +661,38 @@ def test_the_log_keeps_the_latest_events_for_the_host():
 
     run_simulation(top, testbench)
     assert [event.reason for event in sent] == [Reason.COOLDOWN] * 6
+
+
+# --- Building it ------------------------------------------------------------------------------
+
+def test_the_registers_go_on_a_register_bank_and_the_settings_reach_the_interlock():
+    register_map = RegisterMap()
+    register_map.add_block(0x0700, LoadSwitchInterlock.REGISTERS)
+    register_map.add_block(0x0710, InterlockLog.REGISTERS)
+    bank = RegisterBank(register_map)
+    interlock = LoadSwitchInterlock(meter_id=METER_ID, parameters=SIM)
+    log = InterlockLog(capacity=4)
+    top = Module()
+    top.submodules.bank, top.submodules.interlock, top.submodules.log = bank, interlock, log
+    connect_registers(top, bank, interlock, LoadSwitchInterlock.REGISTERS)
+    connect_registers(top, bank, log, InterlockLog.REGISTERS)
+
+    async def testbench(ctx):
+        await ctx.tick()
+        # The bank's reset values are the ones the interlock reads on its own.
+        assert ctx.get(interlock.interlock_switching.cooldown_s) == 900
+        assert ctx.get(bank.interlock_status.cooldown_remaining_s) == SIM.cooldown_min_s
+        assert ctx.get(bank.interlock_event_capacity.value) == 4
+
+    run_simulation(top, testbench)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: InterlockParameters(cooldown_min_s=1800, cooldown_max_s=900),
+    lambda: InterlockParameters(relay_pulse_ms=0),
+    lambda: InterlockParameters(budget_max=300),
+    lambda: InterlockLog(capacity=6),
+], ids=["cooldown bounds", "pulse", "budget", "log capacity"])
+def test_impossible_parameters_are_refused(build):
+    with pytest.raises(ValueError):
+        build()
