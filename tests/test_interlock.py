@@ -110,10 +110,10 @@ class Bench:
         assert answer.from_request and answer.counter == self.counter and answer.action == action
         return answer
 
-    async def disconnect(self, ctx, request_id=1, *, first=SUPPLIER, second=BROKER):
-        """Both sources ask for the same remote disconnect; both answers."""
-        return (await self.ask(ctx, first, Action.REMOTE_DISCONNECT, request_id=request_id),
-                await self.ask(ctx, second, Action.REMOTE_DISCONNECT, request_id=request_id))
+    async def disconnect(self, ctx, request_id=1):
+        """The supplier, then the broker, ask for the same remote disconnect; both answers."""
+        return (await self.ask(ctx, SUPPLIER, Action.REMOTE_DISCONNECT, request_id=request_id),
+                await self.ask(ctx, BROKER, Action.REMOTE_DISCONNECT, request_id=request_id))
 
     async def seconds(self, ctx, count):
         await ticks(ctx, count * self.parameters.ms_per_second)
