@@ -109,22 +109,24 @@ _ROUND_KEY, _IV, _STATE, _HASH = 0, 1, 2, 4     # _STATE and _HASH are pairs
 # ... and of the blocks RAM.
 _H, _J0_MASK, _KEYSTREAM = 0, 1, 2
 
-#: Cycles of the phases that do not depend on a message's lengths: steps plus the
-#: cycle the last one completes in.
-_AES_CYCLES = (32 + 1) + 10 * ((4 + 1) + (16 + 1) + 4 * ((4 + 1) + (4 + 1))) + 1
-_GHASH_CYCLES = (16 + 1) + 1 + (128 * 17 + 1) + 1
+#: Cycles of an AES block: each phase takes a cycle per step, plus the cycle in which
+#: its last step completes: LOAD, then 10 rounds of KEY_SBOX, KEY_UPDATE and 4
+#: columns of STATE_SBOX and MIX.
+_AES_CYCLES = (32 + 1) + 10 * ((4 + 1) + (16 + 1) + 4 * ((4 + 1) + (4 + 1)))
+#: Cycles of a GHASH block: ABSORB, then MULTIPLY's 128 passes of 17 steps.
+_GHASH_CYCLES = (16 + 1) + (128 * 17 + 1)
 
 
 def serial_gcm_cycles(*, aad_bytes: int, payload_bytes: int, tag_bytes: int = 16) -> int:
-    """Cycles of one message from taking its header to its result being taken, with
-    ``data`` always valid and ``output``/``result`` always ready."""
+    """Cycles of one message after the cycle its header is taken, up to and including
+    the cycle its result is taken, with ``data`` always valid and ``output`` and
+    ``result`` always ready. Every block starts with a cycle of DISPATCH."""
     aad_blocks, payload_blocks = -(-aad_bytes // 16), -(-payload_bytes // 16)
-    return (1 + (12 + 1)                                # header, IV
-            + 2 * _AES_CYCLES + 1                       # H, E(K, J0); dispatch
-            + aad_blocks * _GHASH_CYCLES
-            + 1 + payload_blocks * (_AES_CYCLES + _GHASH_CYCLES)
-            + 1 + _GHASH_CYCLES                         # the lengths block
-            + (tag_bytes + 1) + 1)                      # tag, result
+    return ((12 + 1) + 2 * _AES_CYCLES                                 # IV, H, E(K, J0)
+            + aad_blocks * (1 + _GHASH_CYCLES) + 1                      # AAD, to payload
+            + payload_blocks * (1 + _AES_CYCLES + _GHASH_CYCLES)
+            + (1 + _GHASH_CYCLES) + 1                                   # lengths, to TAG
+            + (tag_bytes + 1) + 1)                                      # TAG, RESULT
 
 
 def _xtime(byte):
@@ -388,8 +390,9 @@ class SerialAesGcm(wiring.Component):
                 # len(A) || len(C) in bits, 64 bits each, big-endian.
                 lengths = Cat(Const(0, 3), header.payload_bytes, Const(0, 61 - self._length_bits),
                               Const(0, 3), header.aad_bytes, Const(0, 61 - self._length_bits))
-                # The ciphertext byte: what came in, or (encrypting) what goes out.
-                ciphertext = self.data.payload ^ Mux(header.decrypt, 0, blocks_read.data)
+                # AAD, or the ciphertext byte: what came in, or (encrypting) what goes out.
+                ciphertext = self.data.payload ^ Mux(payload & ~header.decrypt,
+                                                     blocks_read.data, 0)
                 moves = self.data.valid & (self.output.ready | ~payload)
                 m.d.comb += [
                     self.data.ready.eq(s1_valid & taking & (self.output.ready | ~payload)),
