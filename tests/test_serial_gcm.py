@@ -8,6 +8,7 @@ gives it a key RAM like its owner's; the ``extended`` test sends thousands of ra
 messages through the Verilog under cocotb and Verilator (``sim/benches/serial_gcm.py``).
 """
 
+import json
 import random
 from dataclasses import dataclass, field
 
@@ -366,3 +367,40 @@ def test_cycles_of_a_message(aad_bytes, payload_bytes, tag_bytes):
 def test_parameters_are_checked(parameters, error):
     with pytest.raises(ValueError, match=error):
         SerialAesGcm(**parameters)
+
+
+# --- Verilog under cocotb and Verilator ---------------------------------------------------
+
+#: Random messages through the Verilog for each tag length, besides the CAVP vectors.
+VERILATOR_RANDOM_MESSAGES = 2_500
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.parametrize("tag_bytes", [16, 12])
+def test_verilog_against_cavp_vectors_and_cryptography(tag_bytes, tmp_path,
+                                                        verilator_environment):
+    """The engine's Verilog, compiled with Verilator: every NIST CAVP vector with a 96-bit
+    IV and this tag length (15 a section, produced and verified), then thousands of
+    random messages (up to 70 bytes of AAD and of payload, eight keys), give the
+    published or `cryptography`'s outputs and verdicts."""
+    rng = random.Random(tag_bytes)
+    keys = [rng.randbytes(16) for _ in range(8)]
+    messages = cavp_messages(8 * tag_bytes, 15)
+    assert len(messages) == 2 * 25 * 15
+    messages += [random_message(rng, rng.choice(keys), tag_bytes, max_length=70)
+                 for _ in range(VERILATOR_RANDOM_MESSAGES)]
+    spec = []
+    for message in messages:
+        output, tag_ok = message.answer(tag_bytes)
+        spec.append({"key": message.key.hex(), "aad_bytes": len(message.aad),
+                     "payload_bytes": len(message.payload), "decrypt": int(message.decrypt),
+                     "verify": int(message.verify), "data": message.data(tag_bytes).hex(),
+                     "output": output.hex(), "tag_ok": int(tag_ok)})
+    path = tmp_path / "messages.json"
+    path.write_text(json.dumps(spec))
+    dut = KeyedEngine(tag_bytes=tag_bytes)
+    assert run_bench(dut, toplevel="serial_gcm", module="serial_gcm", work_dir=tmp_path,
+                     environment={"REFMETER_MESSAGES_FILE": str(path),
+                                  "REFMETER_KEY_SLOTS": str(KEY_SLOTS),
+                                  "REFMETER_LENGTH_BITS": str(dut.engine.length_bits)}) == (1, 0)
