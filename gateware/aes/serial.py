@@ -194,7 +194,7 @@ class SerialAesGcm(wiring.Component):
         m = Module()
         # The counter block's count: 0 for H, 1 for J0, then 2 up for the payload.
         payload_blocks = -(-((1 << self._length_bits) - 1) // 16)
-        counter = Signal(range(payload_blocks + 3))
+        counter = Signal(range(payload_blocks + 3), reset_less=True)
 
         m.submodules.sbox = sbox = Memory(shape=8, depth=256, init=sbox_table(),
                                           attrs={"ram_style": "block"})
@@ -206,30 +206,33 @@ class SerialAesGcm(wiring.Component):
         work_read, work_write = work.read_port(), work.write_port()
         blocks_read, blocks_write = blocks.read_port(), blocks.write_port()
 
+        # Only the control that must start in a known state resets: an iCE40 flip-flop
+        # with an enable resets only while enabled, so a reset costs logic. The rest is
+        # set when a message starts or a phase needs it.
         phase = Signal(_Phase)
-        section = Signal(_Section)
-        header = Signal(self.message.payload.shape())
-        remaining = Signal(self._length_bits)   # bytes of the section still to take
-        step = Signal(5)                        # the step to issue within the phase
-        aes_round = Signal(4)
-        ghash_bit = Signal(7)                   # MULTIPLY's pass: Z's bit 127 - ghash_bit
-        z_slot = Signal()                       # which of the _HASH pair holds Z
-        hash_empty = Signal()                   # Z is zero: no block hashed yet
+        section = Signal(_Section, reset_less=True)
+        header = Signal(self.message.payload.shape(), reset_less=True)
+        remaining = Signal(self._length_bits, reset_less=True)   # bytes of the section still to take
+        step = Signal(5, reset_less=True)       # the step to issue within the phase
+        aes_round = Signal(4, reset_less=True)
+        ghash_bit = Signal(7, reset_less=True)  # MULTIPLY's pass: Z's bit 127 - ghash_bit
+        z_slot = Signal(reset_less=True)        # which of the _HASH pair holds Z
+        hash_empty = Signal(reset_less=True)    # Z is zero: no block hashed yet
         draining = Signal()                     # the phase's last step is issued
-        differs = Signal()                      # a tag byte differed from the expected
-        column = Signal(32)                     # 4 bytes, the head in bits 0-7
+        differs = Signal(reset_less=True)       # a tag byte differed from the expected
+        column = Signal(32, reset_less=True)    # 4 bytes, the head in bits 0-7
         head = column[:8]
 
         # Stage 1: the step issued in the previous cycle, its RAM data now valid.
         s1_valid = Signal()
-        s1_step = Signal(5)
-        s1_zero = Signal()          # the step reads zero instead of the work RAM
+        s1_step = Signal(5, reset_less=True)
+        s1_zero = Signal(reset_less=True)  # the step reads zero instead of the work RAM
         s1_byte = s1_step[:4]
         # Stage 2: an S-box look-up issued two cycles ago arrives.
         s2_push = Signal()
         # GHASH's bit of Z in this pass, the shift's carry between bytes, and the
         # bit the previous pass shifted out of R (x^128: reduce).
-        z_bit, carry, reduce = Signal(), Signal(), Signal()
+        z_bit, carry, reduce = (Signal(reset_less=True) for _ in range(3))
 
         stall = Signal()            # stage 1 waits for a stream handshake
         issue = Signal()
@@ -256,7 +259,7 @@ class SerialAesGcm(wiring.Component):
         m.d.comb += work_read_byte.eq(step[:4])
         with m.Switch(phase):
             with m.Case(_Phase.IV):
-                m.d.comb += last.eq(step == 11)
+                m.d.comb += [last.eq(step == 11), zero.eq(1)]
             with m.Case(_Phase.LOAD):
                 # Steps 0-15 copy the key (the block reads as zero), 16-31 load
                 # block xor key; the block is IV || counter, all zero for H.
@@ -325,20 +328,34 @@ class SerialAesGcm(wiring.Component):
                 m.d.sync += ghash_bit.eq(ghash_bit + 1)
 
         # --- Stage 1: what each phase does with the data ---------------------------------
+        # Every value written is the work RAM's byte (or, in MULTIPLY, its shift) xored
+        # with the operands the phase selects, each zero unless selected: one XOR
+        # network rather than a multiplexer of a result per phase.
         word = Mux(s1_zero, 0, work_read.data)
+        shift_word = Signal()
+        use_blocks, use_data, use_key, use_head, use_mixed = (Signal() for _ in range(5))
+        constant = Signal(8)
+        a0, a1, a2, a3 = (column[8 * n:8 * n + 8] for n in range(4))
+        mixed = _xtime(a0 ^ a1) ^ a1 ^ a2 ^ a3     # MixColumns' byte for row 0
+        value = (Mux(shift_word, Cat(word[1:], carry), word)
+                 ^ Mux(use_blocks, blocks_read.data, 0) ^ Mux(use_data, self.data.payload, 0)
+                 ^ Mux(use_key, self.key.data, 0) ^ Mux(use_head, head, 0)
+                 ^ Mux(use_mixed, mixed, 0) ^ constant)
         done = s1_valid & ~stall
         work_write_slot = Signal(3)
         m.d.comb += [
             work_write.addr.eq(Cat(s1_byte, work_write_slot)),
+            work_write.data.eq(value),
             blocks_write.addr.eq(Cat(s1_byte, counter == 1, counter >= 2)),
+            blocks_write.data.eq(value),
         ]
 
-        # A tag byte (producing) or a payload byte passing through, xored with its
-        # mask or keystream byte; zero unless offered.
+        # A payload byte passing through, xored with its keystream byte, or (producing)
+        # a tag byte; zero unless offered.
         m.d.comb += self.output.payload.eq(Mux(
             self.output.valid,
-            blocks_read.data ^ Mux(phase.as_value().matches(_Phase.ABSORB), self.data.payload,
-                                   work_read.data),
+            blocks_read.data ^ Mux(phase.as_value().matches(_Phase.TAG), work_read.data,
+                                   self.data.payload),
             0))
 
         tail = Signal(8)            # what enters the shift register when it shifts
@@ -349,37 +366,35 @@ class SerialAesGcm(wiring.Component):
                 m.d.comb += [
                     self.data.ready.eq(s1_valid),
                     stall.eq(s1_valid & ~self.data.valid),
+                    use_data.eq(1),
                     work_write_slot.eq(_IV),
-                    work_write.data.eq(self.data.payload),
                     work_write.en.eq(done),
                 ]
             with m.Case(_Phase.LOAD):
                 counter_byte = Cat(counter, Const(0, 32)).word_select(~s1_byte[:2], 8)
-                block = word | Mux(s1_step[4] & (s1_byte[2:] == 3), counter_byte, 0)
                 m.d.comb += [
+                    use_key.eq(1),
+                    constant.eq(Mux(s1_step[4] & (s1_byte[2:] == 3), counter_byte, 0)),
                     work_write_slot.eq(Mux(s1_step[4], _STATE, _ROUND_KEY)),
-                    work_write.data.eq(self.key.data ^ block),
                     work_write.en.eq(done),
                 ]
             with m.Case(_Phase.KEY_UPDATE):
                 rcon = Array(Const(value, 8) for value in _RCON + [0] * 5)[aes_round]
                 m.d.comb += [
+                    use_head.eq(1),
+                    constant.eq(Mux(s1_byte == 0, rcon, 0)),
                     work_write_slot.eq(_ROUND_KEY),
-                    work_write.data.eq(word ^ head ^ Mux(s1_byte == 0, rcon, 0)),
                     work_write.en.eq(done),
-                    tail.eq(work_write.data),
+                    tail.eq(value),
                     shift.eq(done),
                 ]
             with m.Case(_Phase.MIX):
-                a0, a1, a2, a3 = (column[8 * n:8 * n + 8] for n in range(4))
-                mixed = _xtime(a0 ^ a1) ^ a1 ^ a2 ^ a3
-                final = aes_round == 10
-                value = Mux(final, head, mixed) ^ word
+                final = aes_round == 10     # no MixColumns; the result goes to blocks
                 m.d.comb += [
+                    use_head.eq(final),
+                    use_mixed.eq(~final),
                     work_write_slot.eq(Cat(aes_round[0], Const(_STATE >> 1, 2))),
-                    work_write.data.eq(value),
                     work_write.en.eq(done & ~final),
-                    blocks_write.data.eq(value),
                     blocks_write.en.eq(done & final),
                     tail.eq(head),
                     shift.eq(done),
@@ -390,18 +405,17 @@ class SerialAesGcm(wiring.Component):
                 # len(A) || len(C) in bits, 64 bits each, big-endian.
                 lengths = Cat(Const(0, 3), header.payload_bytes, Const(0, 61 - self._length_bits),
                               Const(0, 3), header.aad_bytes, Const(0, 61 - self._length_bits))
-                # AAD, or the ciphertext byte: what came in, or (encrypting) what goes out.
-                ciphertext = self.data.payload ^ Mux(payload & ~header.decrypt,
-                                                     blocks_read.data, 0)
                 moves = self.data.valid & (self.output.ready | ~payload)
                 m.d.comb += [
                     self.data.ready.eq(s1_valid & taking & (self.output.ready | ~payload)),
                     self.output.valid.eq(s1_valid & taking & payload & self.data.valid),
                     stall.eq(s1_valid & taking & ~moves),
+                    # AAD, or the ciphertext: what comes in or (encrypting) what goes out.
+                    use_data.eq(taking),
+                    use_blocks.eq(taking & payload & ~header.decrypt),
+                    constant.eq(Mux(section == _Section.LENGTHS, lengths.word_select(~s1_byte, 8),
+                                    0)),
                     work_write_slot.eq(hash_slot),
-                    work_write.data.eq(word ^ Mux(section == _Section.LENGTHS,
-                                                  lengths.word_select(~s1_byte, 8),
-                                                  Mux(taking, ciphertext, 0))),
                     work_write.en.eq(done),
                 ]
                 with m.If(done & taking):
@@ -412,23 +426,25 @@ class SerialAesGcm(wiring.Component):
                         m.d.sync += [z_bit.eq(work_read.data.bit_select(ghash_bit[:3], 1)),
                                      carry.eq(0)]
                 with m.Else():
-                    reduction = Mux((s1_byte == 0) & reduce & ~s1_zero, 0xE1, 0)
                     m.d.comb += [
+                        shift_word.eq(1),
+                        use_blocks.eq(z_bit),
+                        constant.eq(Mux((s1_byte == 0) & reduce & ~s1_zero, 0xE1, 0)),
                         work_write_slot.eq(product_slot),
-                        work_write.data.eq(Cat(word[1:], carry)
-                                           ^ Mux(z_bit, blocks_read.data, 0) ^ reduction),
                         work_write.en.eq(done),
                     ]
                     with m.If(done):
                         m.d.sync += carry.eq(word[0])
                         with m.If(s1_byte == 15):
-                            m.d.sync += reduce.eq(work_write.data[0])
+                            m.d.sync += reduce.eq(value[0])
             with m.Case(_Phase.TAG):
-                tag_byte = work_read.data ^ blocks_read.data
+                # value = the tag byte, xor the expected one when verifying: only
+                # ever compared with zero.
+                m.d.comb += [use_blocks.eq(1), use_data.eq(header.verify)]
                 with m.If(header.verify):
                     m.d.comb += [self.data.ready.eq(s1_valid),
                                  stall.eq(s1_valid & ~self.data.valid)]
-                    with m.If(done & (tag_byte != self.data.payload)):
+                    with m.If(done & (value != 0)):
                         m.d.sync += differs.eq(1)
                 with m.Else():
                     m.d.comb += [self.output.valid.eq(s1_valid),
