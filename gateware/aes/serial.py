@@ -79,8 +79,6 @@ from .sbox import sbox_table
 
 __all__ = ["SerialAesGcm", "serial_gcm_cycles"]
 
-#: The AES key schedule's round constants, by round (1 to 10).
-_RCON = [0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1B, 0x36]
 
 
 class _Phase(enum.Enum, shape=4):
@@ -214,7 +212,8 @@ class SerialAesGcm(wiring.Component):
         header = Signal(self.message.payload.shape(), reset_less=True)
         remaining = Signal(self._length_bits, reset_less=True)   # bytes of the section still to take
         step = Signal(5, reset_less=True)       # the step to issue within the phase
-        aes_round = Signal(4, reset_less=True)
+        rcon = Signal(8, reset_less=True)       # the round's key schedule constant
+        state_slot = Signal(reset_less=True)    # which of the _STATE pair the round writes
         ghash_bit = Signal(7, reset_less=True)  # MULTIPLY's pass: Z's bit 127 - ghash_bit
         z_slot = Signal(reset_less=True)        # which of the _HASH pair holds Z
         hash_empty = Signal(reset_less=True)    # Z is zero: no block hashed yet
@@ -222,6 +221,7 @@ class SerialAesGcm(wiring.Component):
         differs = Signal(reset_less=True)       # a tag byte differed from the expected
         column = Signal(32, reset_less=True)    # 4 bytes, the head in bits 0-7
         head = column[:8]
+        final = Signal()                        # round 10
 
         # Stage 1: the step issued in the previous cycle, its RAM data now valid.
         s1_valid = Signal()
@@ -241,6 +241,8 @@ class SerialAesGcm(wiring.Component):
         work_read_slot, blocks_read_slot = Signal(3), Signal(2)
         work_read_byte = Signal(4)
         m.d.comb += [
+            # Round 10's constant, 0x36, is the only one with bits 1 and 5 set.
+            final.eq(rcon[1] & rcon[5]),
             issue.eq(~draining & ~stall & ~phase.as_value().matches(_Phase.IDLE, _Phase.DISPATCH,
                                                         _Phase.RESULT)),
             work_read.addr.eq(Cat(work_read_byte, work_read_slot)),
@@ -281,7 +283,7 @@ class SerialAesGcm(wiring.Component):
                 # Row i of column c comes from column c + i of the previous state.
                 m.d.comb += [
                     last.eq(step[:2] == 3),
-                    work_read_slot.eq(Cat(~aes_round[0], Const(_STATE >> 1, 2))),
+                    work_read_slot.eq(Cat(~state_slot, Const(_STATE >> 1, 2))),
                     work_read_byte.eq(Cat(step[:2], (step[2:4] + step[:2])[:2])),
                 ]
             with m.Case(_Phase.MIX):
@@ -379,7 +381,6 @@ class SerialAesGcm(wiring.Component):
                     work_write.en.eq(done),
                 ]
             with m.Case(_Phase.KEY_UPDATE):
-                rcon = Array(Const(value, 8) for value in _RCON + [0] * 5)[aes_round]
                 m.d.comb += [
                     use_head.eq(1),
                     constant.eq(Mux(s1_byte == 0, rcon, 0)),
@@ -389,11 +390,10 @@ class SerialAesGcm(wiring.Component):
                     shift.eq(done),
                 ]
             with m.Case(_Phase.MIX):
-                final = aes_round == 10     # no MixColumns; the result goes to blocks
                 m.d.comb += [
                     use_head.eq(final),
                     use_mixed.eq(~final),
-                    work_write_slot.eq(Cat(aes_round[0], Const(_STATE >> 1, 2))),
+                    work_write_slot.eq(Cat(state_slot, Const(_STATE >> 1, 2))),
                     work_write.en.eq(done & ~final),
                     blocks_write.en.eq(done & final),
                     tail.eq(head),
@@ -470,7 +470,8 @@ class SerialAesGcm(wiring.Component):
                 with m.Case(_Phase.IV):
                     m.d.sync += phase.eq(_Phase.LOAD)
                 with m.Case(_Phase.LOAD):
-                    m.d.sync += [phase.eq(_Phase.KEY_SBOX), aes_round.eq(1)]
+                    # LOAD wrote the state into the slot round 1 reads.
+                    m.d.sync += [phase.eq(_Phase.KEY_SBOX), rcon.eq(1), state_slot.eq(1)]
                 with m.Case(_Phase.KEY_SBOX):
                     m.d.sync += phase.eq(_Phase.KEY_UPDATE)
                 with m.Case(_Phase.KEY_UPDATE):
@@ -480,8 +481,9 @@ class SerialAesGcm(wiring.Component):
                 with m.Case(_Phase.MIX):
                     with m.If(step[2:4] != 3):
                         m.d.sync += [phase.eq(_Phase.STATE_SBOX), step.eq(step + 1)]
-                    with m.Elif(aes_round != 10):
-                        m.d.sync += [phase.eq(_Phase.KEY_SBOX), aes_round.eq(aes_round + 1)]
+                    with m.Elif(~final):
+                        m.d.sync += [phase.eq(_Phase.KEY_SBOX), rcon.eq(_xtime(rcon)),
+                                     state_slot.eq(~state_slot)]
                     with m.Else():
                         m.d.sync += counter.eq(counter + 1)
                         with m.If(counter == 0):
