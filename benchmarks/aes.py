@@ -6,6 +6,7 @@ Builds for the iCE40 UP5K (iCEBreaker) and the ECP5 (ULX3S) with the YoWASP tool
     python benchmarks/aes.py --boards icebreaker      # one board
     python benchmarks/aes.py --configs column-ram round-ram-10-x3 --jobs 2
     python benchmarks/aes.py --configs ghash-4 gcm-small gcm-fast --jobs 1
+    python benchmarks/aes.py --configs gcm-serial --jobs 2
     python benchmarks/aes.py --list                   # the configuration names
 
 Each engine is built inside :class:`SerialHarness`, a shift-register loader and
@@ -14,13 +15,16 @@ unloader on four pins (data in, shift, data out, and a "waiting" LED), so its
 ``wrapper`` row is the harness around a pass-through stand-in (response = block ^
 key, so that no request bit is optimised away): what the harness itself costs. The
 "engine" columns subtract it. GHASH and AES-GCM, whose ports are not one request
-and one response, sit in small adapters (:class:`GhashAdapter`, :class:`GcmAdapter`)
-that the engine columns count.
+and one response, sit in small adapters (:class:`GhashAdapter`, :class:`GcmAdapter`,
+:class:`SerialGcmAdapter`) that the engine columns count.
 
 Cycles per block are the engine's (:func:`refmeter.gateware.aes.cycles_per_block`,
 :func:`~refmeter.gateware.aes.ghash_cycles_per_block`, and for AES-GCM the payload
-figure of :func:`~refmeter.gateware.aes.gcm_cycles_per_block`, all checked in
-simulation by tests/test_aes.py and tests/test_gcm.py): blocks back to back.
+figure of :func:`~refmeter.gateware.aes.gcm_cycles_per_block`, and for the serial
+AES-GCM what one more payload block adds to a message by
+:func:`~refmeter.gateware.aes.serial_gcm_cycles`, all checked in simulation by
+tests/test_aes.py, tests/test_gcm.py and tests/test_serial_gcm.py): blocks back to
+back.
 Throughput is 128 bits x Fmax / cycles per block, Fmax is nextpnr's for the
 board's own clock constraint (12 MHz iCEBreaker, 25 MHz ULX3S), one seed.
 Figures go in docs/performance.md with the command that produced them.
@@ -40,15 +44,16 @@ from amaranth.lib.wiring import In, Out
 
 from refmeter.boards import BOARDS
 from refmeter.boards.build import BuildReport, build_elaboratable
-from refmeter.gateware.aes import (AesGcm, Aes128, Ghash, cycles_per_block, gcm_cycles_per_block,
-                                   ghash_cycles_per_block, request_layout)
+from refmeter.gateware.aes import (AesGcm, Aes128, Ghash, SerialAesGcm, cycles_per_block,
+                                   gcm_cycles_per_block, ghash_cycles_per_block, request_layout,
+                                   serial_gcm_cycles)
 
 
 @dataclass(frozen=True)
 class Configuration:
     """One engine to measure: a name for the command line and the table, what it is
-    (``"aes"``, ``"ghash"``, ``"gcm"``, or ``"wrapper"`` for the harness alone) and its
-    keyword arguments."""
+    (``"aes"``, ``"ghash"``, ``"gcm"``, ``"gcm-serial"``, or ``"wrapper"`` for the harness
+    alone) and its keyword arguments."""
 
     name: str
     kind: str
@@ -59,7 +64,7 @@ class Configuration:
         """The engine, with a request stream of :func:`request_layout` and a response
         stream of 128 bits."""
         return {"wrapper": PassThrough, "aes": Aes128, "ghash": GhashAdapter,
-                "gcm": GcmAdapter}[self.kind](**self.parameters)
+                "gcm": GcmAdapter, "gcm-serial": SerialGcmAdapter}[self.kind](**self.parameters)
 
     @property
     def cycles(self) -> "int | None":
@@ -74,6 +79,10 @@ class Configuration:
             return gcm_cycles_per_block(datapath=p.get("datapath", "column"),
                                         interleave=p.get("interleave", 1),
                                         digit=p["digit"])["payload"]
+        if self.kind == "gcm-serial":
+            tag_bytes = p.get("tag_bytes", 16)
+            return (serial_gcm_cycles(aad_bytes=0, payload_bytes=32, tag_bytes=tag_bytes)
+                    - serial_gcm_cycles(aad_bytes=0, payload_bytes=16, tag_bytes=tag_bytes))
         return None
 
 
@@ -108,6 +117,8 @@ CONFIGURATIONS = [
     Configuration("gcm-fast", "gcm", dict(datapath="round", sbox="ram", max_ram_blocks=10,
                                           interleave=2, digit=16),
                   "AES-GCM: round-ram-10-x2 with GHASH digit 16 (keeps pace)"),
+    Configuration("gcm-serial", "gcm-serial", dict(tag_bytes=12),
+                  "AES-GCM a byte at a time, working values in block RAM (the meter's)"),
 ]
 
 
@@ -195,6 +206,48 @@ class GcmAdapter(wiring.Component):
             self.response.valid.eq(gcm.output.valid | gcm.result.valid),
             self.response.payload.eq(Mux(gcm.output.valid, gcm.output.payload,
                                          result.tag ^ Cat(result.tag_ok, result.malformed))),
+            gcm.output.ready.eq(self.response.ready),
+            gcm.result.ready.eq(self.response.ready),
+        ]
+        return m
+
+
+class SerialGcmAdapter(wiring.Component):
+    """:class:`SerialAesGcm` behind a request/response pair, every input bit used: the
+    request's key answers the engine's key port (a byte multiplexer standing in for
+    the owner's key RAM), the low bits of its block are the header, and the block's
+    bytes in turn are the data stream; the request is taken with the header. Each
+    output byte and then ``tag_ok`` come out as responses (in the low bits).
+    The multiplexers, about 80 LUTs, count in the engine columns."""
+
+    def __init__(self, **parameters):
+        self._parameters = parameters
+        super().__init__({
+            "request": In(stream.Signature(request_layout(decrypt=False))),
+            "response": Out(stream.Signature(128)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.gcm = gcm = SerialAesGcm(**self._parameters)
+        block, key = self.request.payload.block, self.request.payload.key
+        key_byte = Signal(4)
+        data_byte = Signal(4)
+        with m.If(gcm.key.en):
+            m.d.sync += key_byte.eq(gcm.key.addr)
+        with m.If(gcm.data.ready):
+            m.d.sync += data_byte.eq(data_byte + 1)
+        m.d.comb += [
+            # Byte 0 of the key is its most significant, as everywhere in the engines.
+            gcm.key.data.eq(key.word_select(~key_byte, 8)),
+            gcm.message.payload.eq(block),
+            gcm.message.valid.eq(self.request.valid),
+            self.request.ready.eq(gcm.message.ready),
+            gcm.data.payload.eq(block.word_select(data_byte, 8)),
+            gcm.data.valid.eq(1),
+            self.response.valid.eq(gcm.output.valid | gcm.result.valid),
+            self.response.payload.eq(Mux(gcm.output.valid, gcm.output.payload,
+                                         gcm.result.payload.tag_ok)),
             gcm.output.ready.eq(self.response.ready),
             gcm.result.ready.eq(self.response.ready),
         ]
