@@ -23,7 +23,7 @@ from .metrology.totals import EnergyTotals
 from .metrology.events import EventLog
 from .metrology.line import LineMonitor, line_registers
 from .metrology.profile import ENERGY_WIDTH, LoadProfile
-from .registers import (Access, Field, Register, RegisterBank, RegisterBusArbiter, RegisterMap,
+from .registers import (Access, Field, Register, RegisterBank, RegisterMap,
                         connect_registers)
 from .rtc import RealTimeClock
 from .security.frames import system_title
@@ -244,10 +244,15 @@ class Meter(wiring.Component):
         phases = PHASE_NAMES[:self._phases]
         neutral = has_neutral(self._phases)
         m.submodules.metrology = metrology = Metrology(phases=self._phases, neutral=neutral)
-        m.submodules.registers = bank = RegisterBank(self._register_map, stores=metrology.stores)
+        stores = dict(metrology.stores)
+        if self._security:
+            m.submodules.security = security = SecurityUnit(meter_id=self._meter_id)
+            stores |= security.stores
+        m.submodules.registers = bank = RegisterBank(self._register_map, stores=stores)
         m.submodules.hostlink = hostlink = HostLink(
             data_width=self._register_map.data_width, divisor=self._divisor,
             frame_timeout=self._frame_timeout)
+        wiring.connect(m, hostlink.bus, bank.bus)
         m.submodules.rtc = rtc = RealTimeClock(clk_freq=self._clk_freq)
         with m.If(bank.utc_set.written):
             m.d.comb += [rtc.set.valid.eq(1), rtc.set.payload.eq(bank.utc_set.data.value)]
@@ -320,14 +325,10 @@ class Meter(wiring.Component):
         connect_registers(m, bank, profile, profile.registers)
 
         if self._security:
-            # The security unit writes through the bank in cycles the host link leaves free.
-            m.submodules.bus_arbiter = arbiter = RegisterBusArbiter(
-                data_width=self._register_map.data_width)
-            m.submodules.security = security = SecurityUnit(
-                meter_id=self._meter_id, data_width=self._register_map.data_width)
-            wiring.connect(m, hostlink.bus, arbiter.first)
-            wiring.connect(m, security.bus, arbiter.second)
-            wiring.connect(m, arbiter.target, bank.bus)
+            # The unit's authenticated writes go through the host link's bridge.
+            wiring.connect(m, security.local, hostlink.local)
+            for store in security.stores:
+                wiring.connect(m, getattr(bank, store), getattr(security, store))
             m.d.comb += [
                 security.profile_record.eq(profile.profile_record.as_value()),
                 security.utc_seconds.eq(rtc.seconds),
@@ -336,7 +337,6 @@ class Meter(wiring.Component):
             ]
             connect_registers(m, bank, security, security.registers)
         else:
-            wiring.connect(m, hostlink.bus, bank.bus)
             m.d.comb += [
                 bank.system_title.value.eq(int.from_bytes(system_title(self._meter_id), "big")),
                 bank.security_status.result.eq(SecurityResult.NO_ENGINE),

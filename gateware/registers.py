@@ -28,7 +28,7 @@ from .hostlink.protocol import MAX_PAYLOAD, Status
 from .security.authority import Authority
 
 __all__ = ["Access", "Guard", "Field", "Register", "RegisterMap", "RegisterBus", "RegisterStore",
-           "RegisterBank", "RegisterBusArbiter", "register_ports", "connect_registers"]
+           "RegisterBank", "register_ports", "connect_registers"]
 
 
 class Access(enum.Enum):
@@ -333,8 +333,8 @@ class RegisterStore:
 
 
 class WriteOnlyPort(wiring.Signature):
-    """What a component sees of a ``wo`` register: ``data``, valid while ``written``
-    is high. The bank keeps no copy, so a key or a command written through it stays
+    """What a component sees of a ``wo`` register: ``data`` (the bus's write data,
+    whatever the access), to be taken while ``written`` is high. The bank keeps no copy, so a key or a command written through it stays
     only where its component puts it.
 
     ``written`` rises with an accepted write and stays high, ``data`` unchanged (the
@@ -440,6 +440,13 @@ class RegisterBank(wiring.Component):
         gathered = Signal(max_words * RegisterStore.WORD_WIDTH)
 
         write_waits = Signal()  # an accepted wo write waits for its component's ``ready``
+        # Every wo port shows the bus's data, decoded or not: only ``written`` says a
+        # write is for it, and the ports share the wires rather than a gate a bit each.
+        for _, register in self._register_map:
+            if register.access is Access.WO:
+                width = sum(field.width for field in register.fields)
+                m.d.comb += getattr(self, register.name).data.as_value()[:width].eq(
+                    bus.w_data[:width])
 
         with m.Switch(bus.address):
             for address, register in self._register_map:
@@ -527,8 +534,7 @@ class RegisterBank(wiring.Component):
         width = sum(field.width for field in register.fields)
         value = bus.w_data[:width]
         if register.access is Access.WO:
-            m.d.comb += [port.data.as_value()[:width].eq(value), port.written.eq(bus.strobe),
-                         write_waits.eq(~port.ready)]
+            m.d.comb += [port.written.eq(bus.strobe), write_waits.eq(~port.ready)]
             return
         with m.If(bus.strobe):
             if register.sealed:
@@ -554,36 +560,6 @@ class _Refusal:
         for condition, answer in reversed(self._conditions):
             status = Mux(condition, answer, status)
         return status
-
-
-class RegisterBusArbiter(wiring.Component):
-    """Two initiators on one register bus: ``first`` (the host link) whenever it
-    strobes, ``second`` (the security unit) in any other cycle, and an access that
-    has reached the target keeps it until acknowledged. Only the initiator whose
-    access the target answers sees ``ack``: the other waits, as for a slow target."""
-
-    def __init__(self, *, data_width: int):
-        bus = RegisterBus(data_width=data_width)
-        super().__init__({"first": In(bus), "second": In(bus), "target": Out(bus)})
-
-    def elaborate(self, platform):
-        m = Module()
-        second_holds = Signal()    # second's access reached the target, unacknowledged
-        second_turn = second_holds | (self.second.strobe & ~self.first.strobe)
-        m.d.sync += second_holds.eq(second_turn & self.second.strobe & ~self.target.ack)
-        with m.If(second_turn):
-            m.d.comb += self._route(self.second)
-        with m.Else():
-            m.d.comb += self._route(self.first)
-        return m
-
-    def _route(self, initiator) -> list:
-        target = self.target
-        return [getattr(target, name).eq(getattr(initiator, name))
-                for name in ("address", "write", "length", "w_data", "strobe", "authenticated",
-                             "authority")] + \
-               [getattr(initiator, name).eq(getattr(target, name))
-                for name in ("ack", "status", "r_data", "r_length")]
 
 
 def register_ports(registers) -> dict:

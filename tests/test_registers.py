@@ -6,13 +6,12 @@ import sys
 
 import pytest
 from amaranth.hdl import Elaboratable, Module, Signal
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from gateware_helpers import DEMO_RO_VALUES, demo_register_map, run_simulation, ticks
 from refmeter.gateware.hostlink.protocol import Status
 from refmeter.gateware.registers import (Access, Field, Guard, Register, RegisterBank,
-                                         RegisterBusArbiter, RegisterMap, RegisterStore)
+                                         RegisterMap, RegisterStore)
 from refmeter.gateware.security.authority import Authority
 
 
@@ -536,57 +535,6 @@ def test_guards_decide_which_writes_are_done():
                             assert (stored == value) == (expected is Status.OK), where
 
     run_simulation(bank, bench)
-
-
-def test_arbiter_gives_the_bus_to_the_first_initiator_when_both_strobe():
-    """The host link wins a shared cycle; the security unit's strobe then waits (is not
-    granted, reaches nothing) and goes through in the next free cycle, with its own
-    address, data and authority, and its answer."""
-    register_map = RegisterMap()
-    register_map.add(0x0000, Register.number("scratch", Access.RW, 16, "scratch"))
-    register_map.add(0x0001, Register.number("clock", Access.WO, 16, "set",
-                                             guard=Guard.AUTHENTICATED,
-                                             authorities={Authority.LOCAL}))
-    bank = RegisterBank(register_map)
-    arbiter = RegisterBusArbiter(data_width=register_map.data_width)
-
-    class Top(wiring.Component):
-        def __init__(self):
-            super().__init__({})
-
-        def elaborate(self, platform):
-            m = Module()
-            m.submodules.bank, m.submodules.arbiter = bank, arbiter
-            wiring.connect(m, arbiter.target, bank.bus)
-            return m
-
-    async def bench(ctx):
-        first, second = arbiter.first, arbiter.second
-        for bus, address, data in ((first, 0x0000, 0x1111), (second, 0x0001, 0x2222)):
-            ctx.set(bus.address, address)
-            ctx.set(bus.write, 1)
-            ctx.set(bus.length, 2)
-            ctx.set(bus.w_data, data)
-            ctx.set(bus.strobe, 1)
-        ctx.set(second.authenticated, 1)
-        ctx.set(second.authority, Authority.LOCAL)
-        assert Status(ctx.get(first.status)) is Status.OK
-        assert ctx.get(first.ack) and not ctx.get(second.ack)
-        assert ctx.get(bank.clock.written) == 0
-        await ctx.tick()
-        ctx.set(first.strobe, 0)
-        assert ctx.get(bank.scratch.value) == 0x1111
-        assert ctx.get(second.ack) and not ctx.get(first.ack)
-        assert Status(ctx.get(second.status)) is Status.OK
-        assert ctx.get(bank.clock.written) == 1 and ctx.get(bank.clock.data.value) == 0x2222
-        # The host link's plain write to the same register is refused.
-        ctx.set(second.strobe, 0)
-        ctx.set(first.address, 0x0001)
-        ctx.set(first.strobe, 1)
-        assert Status(ctx.get(first.status)) is Status.UNAUTHENTICATED
-        assert ctx.get(bank.clock.written) == 0
-
-    run_simulation(Top(), bench)
 
 
 def test_sealed_register_is_written_only_with_the_seal_open():

@@ -5,7 +5,8 @@ gateware's own idea of them.
 
 The unit sits on a register bank with a few registers of its own kind beside the
 unit's: ``clock`` takes authenticated writes from the local host only, ``gain``
-wants the seal open, ``scratch`` takes anything.
+wants the seal open, ``scratch`` takes anything. The bench is the host: it speaks
+frames to the host-link bridge, which also makes the unit's authenticated writes.
 """
 
 import random
@@ -16,12 +17,15 @@ from amaranth.lib import wiring
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateware_helpers import run_simulation
-from refmeter.gateware.hostlink.protocol import Status
-from refmeter.gateware.registers import (Access, Guard, Register, RegisterBank,
-                                         RegisterBusArbiter, RegisterMap, connect_registers)
+from refmeter.gateware.hostlink.bridge import FrameBridge
+from refmeter.gateware.hostlink.protocol import (CRC_SIZE, RESPONSE_HEADER_SIZE, Command,
+                                                 Status)
+from refmeter.gateware.registers import (Access, Guard, Register, RegisterBank, RegisterMap,
+                                         connect_registers)
 from refmeter.gateware.security.authority import Authority
 from refmeter.gateware.security.frames import SEALED_BYTES, TAG_BYTES, SealKind, system_title
 from refmeter.gateware.security.unit import SecurityResult, SecurityUnit
+from refmeter.soft.link import encode_request
 from refmeter.soft.registers import decode, encode
 from refmeter.soft.security import KeySet, SealedReading, build_command
 
@@ -45,21 +49,22 @@ def _map() -> RegisterMap:
 
 
 class Top(wiring.Component):
-    """Bank, arbiter and unit; the bench is the host link, on the arbiter's first port."""
+    """Bank, bridge and unit; the bench plays the host on the bridge's byte streams."""
 
     def __init__(self):
         self.register_map = _map()
-        self.bank = RegisterBank(self.register_map)
-        self.arbiter = RegisterBusArbiter(data_width=self.register_map.data_width)
-        self.unit = SecurityUnit(meter_id=METER_ID, data_width=self.register_map.data_width)
+        self.unit = SecurityUnit(meter_id=METER_ID)
+        self.bank = RegisterBank(self.register_map, stores=self.unit.stores)
+        self.bridge = FrameBridge(data_width=self.register_map.data_width, frame_timeout=1000)
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bank, m.submodules.arbiter, m.submodules.unit = \
-            self.bank, self.arbiter, self.unit
-        wiring.connect(m, self.unit.bus, self.arbiter.second)
-        wiring.connect(m, self.arbiter.target, self.bank.bus)
+        m.submodules.bank, m.submodules.bridge, m.submodules.unit = \
+            self.bank, self.bridge, self.unit
+        wiring.connect(m, self.bridge.bus, self.bank.bus)
+        wiring.connect(m, self.unit.local, self.bridge.local)
+        wiring.connect(m, self.bank.security_store, self.unit.security_store)
         connect_registers(m, self.bank, self.unit, self.unit.registers)
         m.d.comb += [
             self.unit.profile_record.eq(PROFILE_RECORD),
@@ -71,11 +76,12 @@ class Top(wiring.Component):
 
 
 class Host:
-    """Register reads and writes on the bus, and what the ``clock`` register was told."""
+    """Register reads and writes in frames, and what the ``clock`` register was told."""
 
     def __init__(self, ctx, top: Top):
         self.ctx, self.top = ctx, top
         self.clock_writes: list[int] = []
+        ctx.set(top.bridge.tx.ready, 1)
 
     async def tick(self):
         if self.ctx.get(self.top.bank.clock.written):
@@ -83,20 +89,28 @@ class Host:
         await self.ctx.tick()
 
     async def access(self, name: str, value=None) -> tuple[Status, object]:
-        register_map, bus = self.top.register_map, self.top.arbiter.first
+        register_map, bridge = self.top.register_map, self.top.bridge
         register = register_map[name]
-        self.ctx.set(bus.address, register_map.address_of(name))
-        self.ctx.set(bus.write, value is not None)
         data = encode(register, value) if value is not None else b""
-        self.ctx.set(bus.length, len(data))
-        self.ctx.set(bus.w_data, int.from_bytes(data, "big"))
-        self.ctx.set(bus.strobe, 1)
-        status = Status(self.ctx.get(bus.status))
-        read = (decode(register, self.ctx.get(bus.r_data).to_bytes(16, "big")[-register.size:])
-                if value is None and status is Status.OK else None)
-        await self.tick()
-        self.ctx.set(bus.strobe, 0)
-        return status, read
+        frame = encode_request(Command.WRITE if value is not None else Command.READ,
+                               register_map.address_of(name), data)
+        response = bytearray()
+        for byte in frame:
+            self.ctx.set(bridge.rx.payload, byte)
+            self.ctx.set(bridge.rx.valid, 1)
+            while not self.ctx.get(bridge.rx.ready):
+                await self.tick()
+            await self.tick()
+        self.ctx.set(bridge.rx.valid, 0)
+        while len(response) < RESPONSE_HEADER_SIZE or \
+                len(response) < RESPONSE_HEADER_SIZE + response[1] + CRC_SIZE:
+            if self.ctx.get(bridge.tx.valid):
+                response.append(self.ctx.get(bridge.tx.payload))
+            await self.tick()
+        status = Status(response[3])
+        payload = bytes(response[RESPONSE_HEADER_SIZE:-CRC_SIZE])
+        return status, (decode(register, payload) if value is None and status is Status.OK
+                        else None)
 
     async def read(self, name: str):
         status, value = await self.access(name)
@@ -106,8 +120,8 @@ class Host:
     async def write(self, name: str, value) -> Status:
         return (await self.access(name, value))[0]
 
-    async def idle(self, cycles: int = 2000):
-        """Until the unit is idle (a command takes a few hundred cycles)."""
+    async def idle(self, cycles: int = 40_000):
+        """Until the unit is idle (a command takes several thousand cycles)."""
         for _ in range(cycles):
             await self.tick()
             if not self.ctx.get(self.top.unit.security_status.busy):
