@@ -115,6 +115,10 @@ GREEN_BOOK_IV = bytes.fromhex("4D4D4D0000BC614E" "01234567")
 GREEN_BOOK_APDU = bytes.fromhex("C0010000080000010000FF0200")
 GREEN_BOOK_CIPHERTEXT = bytes.fromhex("411312FF935A47566827C467BC")
 GREEN_BOOK_TAG = bytes.fromhex("7D825C3BE4A77C3FCC056B6B")
+#: The same with authentication only (control 0x10, AAD = 0x10 || AK || APDU): a
+#: GMAC, as `cryptography` computes it.
+GREEN_BOOK_GMAC_AAD = b"\x10" + GREEN_BOOK_AUTH_KEY + GREEN_BOOK_APDU
+GREEN_BOOK_GMAC_TAG = AESGCM(GREEN_BOOK_KEY).encrypt(GREEN_BOOK_IV, b"", GREEN_BOOK_GMAC_AAD)[:12]
 
 
 # --- Bench ---------------------------------------------------------------------------------
@@ -473,21 +477,19 @@ def test_green_book_suite0_example():
     published ciphertext and 12-byte tag, and back to the APDU with the tag verified;
     then authentication only, 0x10 (AAD = 0x10 || AK || APDU, GMAC), against
     `cryptography`, produced and verified."""
-    gmac_aad = b"\x10" + GREEN_BOOK_AUTH_KEY + GREEN_BOOK_APDU
-    gmac_tag = AESGCM(GREEN_BOOK_KEY).encrypt(GREEN_BOOK_IV, b"", gmac_aad)[:12]
     messages = [
         Message(GREEN_BOOK_KEY, GREEN_BOOK_IV, b"\x30" + GREEN_BOOK_AUTH_KEY, GREEN_BOOK_APDU),
         Message(GREEN_BOOK_KEY, GREEN_BOOK_IV, b"\x30" + GREEN_BOOK_AUTH_KEY,
                 GREEN_BOOK_CIPHERTEXT, decrypt=True, verify=True, expected_tag=GREEN_BOOK_TAG),
-        Message(GREEN_BOOK_KEY, GREEN_BOOK_IV, gmac_aad, b""),
-        Message(GREEN_BOOK_KEY, GREEN_BOOK_IV, gmac_aad, b"", verify=True, expected_tag=gmac_tag),
+        Message(GREEN_BOOK_KEY, GREEN_BOOK_IV, GREEN_BOOK_GMAC_AAD, b""),
+        Message(GREEN_BOOK_KEY, GREEN_BOOK_IV, GREEN_BOOK_GMAC_AAD, b"", verify=True, expected_tag=GREEN_BOOK_GMAC_TAG),
     ]
     dut = AesGcm(digit=4, tag_bytes=12)
     answers = run_messages(dut, messages)
     assert answers[0].outputs[0][:13] == GREEN_BOOK_CIPHERTEXT
     assert answers[0].tag == GREEN_BOOK_TAG + bytes(4)
     assert answers[1].tag_ok and answers[1].outputs[0][:13] == GREEN_BOOK_APDU
-    assert answers[2].tag[:12] == gmac_tag and answers[3].tag_ok
+    assert answers[2].tag[:12] == GREEN_BOOK_GMAC_TAG and answers[3].tag_ok
 
 
 # --- AES-GCM: random cross-checks ------------------------------------------------------

@@ -70,7 +70,7 @@ keystream E(K, IV || i), the bytes in and out, and its hash; then the lengths
 block, then the tag. :func:`serial_gcm_cycles` gives the cycles of a message.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

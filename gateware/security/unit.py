@@ -70,11 +70,34 @@ KEY_BITS = 128
 _WORD = RegisterStore.WORD_WIDTH
 _KEY_WORDS = KEY_BITS // _WORD
 
+#: The two registers whose field layout the unit's RAM holds byte for byte.
+_COMMAND_HEADER = Register("command_header", Access.WO, (
+    Field("invocation_counter", 32, "the sender's invocation counter for this slot"),
+    Field("address", 16, "register the command writes"),
+    Field("length", 8, "bytes of that register's value"),
+    Field("authority", 8, "slot whose key verifies the command"),
+    Field("system_title", 64, "the sender's system title (nonce prefix)"),
+), "an authenticated command's header (docs/security.md)")
+_READING_SEAL = Register("reading_seal", Access.RO, (
+    Field("counter", 32, "seals since power-up: this seal's nonce counter"),
+    Field("tag", 8 * TAG_BYTES, "GMAC of the sealed reading under the reading key"),
+), "the last seal")
+
+
+def _field_byte(register: Register, name: str) -> int:
+    """The byte of ``register``'s value, least significant first, where field
+    ``name`` starts."""
+    offset = next(offset for field, offset in register.field_offsets() if field.name == name)
+    assert offset % 8 == 0
+    return offset // 8
+
+
 # Byte addresses in the working RAM (see the module documentation).
 _COUNTERS = 0
 _SEALED = 20
-_SEAL_COUNTER = _SEALED + SEALED_BYTES
-_SEAL_TAG = _SEAL_COUNTER + 4
+_SEAL = _SEALED + SEALED_BYTES      # reading_seal
+_SEAL_COUNTER = _SEAL + _field_byte(_READING_SEAL, "counter")
+_SEAL_TAG = _SEAL + _field_byte(_READING_SEAL, "tag")
 _HEADER = 48
 _CIPHERTEXT = 64
 _TAG = 80
@@ -83,14 +106,14 @@ _STAGED = 112                       # the staged copy of bytes 20-47
 _STAGING_OFFSET = _STAGED - _SEALED
 _KIND = 140
 _RAM_WORDS = 128
-_PUBLISHED_WORDS = (_SEAL_TAG + TAG_BYTES - _SEALED) // 2
+_PUBLISHED_WORDS = (_SEAL + _READING_SEAL.size - _SEALED) // 2
 
-# The command header's bytes, as ``command_header`` lays its fields out.
-_HEADER_COUNTER = _HEADER           # 4 bytes
-_HEADER_ADDRESS = _HEADER + 4       # 2
-_HEADER_LENGTH = _HEADER + 6
-_HEADER_AUTHORITY = _HEADER + 7
-_HEADER_TITLE = _HEADER + 8         # 8
+# The command header's fields in RAM.
+_HEADER_COUNTER = _HEADER + _field_byte(_COMMAND_HEADER, "invocation_counter")    # 4 bytes
+_HEADER_ADDRESS = _HEADER + _field_byte(_COMMAND_HEADER, "address")               # 2
+_HEADER_LENGTH = _HEADER + _field_byte(_COMMAND_HEADER, "length")
+_HEADER_AUTHORITY = _HEADER + _field_byte(_COMMAND_HEADER, "authority")
+_HEADER_TITLE = _HEADER + _field_byte(_COMMAND_HEADER, "system_title")            # 8
 
 
 class SecurityResult(enum.IntEnum, shape=4):
@@ -173,7 +196,7 @@ class SecurityUnit(wiring.Component):
     -----
     local : Out(LocalWrite)
         Authenticated writes, made by the host-link bridge.
-    store : Out(RegisterStore signature)
+    security_store : Out(RegisterStore signature)
         The bank's read port on the counters and the seal (:attr:`stores`).
     profile_record : In(96)
         The load-profile record the profile shows (sealed as :attr:`SealKind.PROFILE_RECORD`).
@@ -188,13 +211,7 @@ class SecurityUnit(wiring.Component):
         Register.number("zeroise_keys", Access.WO, 8,
                         "any value erases every key slot (seal open, or any slot's command)",
                         guard=Guard.PROVISIONING, authorities=set(Authority)),
-        Register("command_header", Access.WO, (
-            Field("invocation_counter", 32, "the sender's invocation counter for this slot"),
-            Field("address", 16, "register the command writes"),
-            Field("length", 8, "bytes of that register's value"),
-            Field("authority", 8, "slot whose key verifies the command"),
-            Field("system_title", 64, "the sender's system title (nonce prefix)"),
-        ), "an authenticated command's header (docs/security.md)"),
+        _COMMAND_HEADER,
         Register.number("command_value", Access.WO, 8 * VALUE_BYTES,
                         "the command's encrypted value (16 bytes of ciphertext)"),
         Register.number("command_tag", Access.WO, 8 * TAG_BYTES,
@@ -212,17 +229,14 @@ class SecurityUnit(wiring.Component):
                         "seal a reading: 1 the selected load-profile record, 2 a snapshot"),
         Register.number("sealed_reading", Access.RO, 8 * SEALED_BYTES,
                         "the 12 bytes the last seal covers"),
-        Register("reading_seal", Access.RO, (
-            Field("counter", 32, "seals since power-up: this seal's nonce counter"),
-            Field("tag", 8 * TAG_BYTES, "GMAC of the sealed reading under the reading key"),
-        ), "the last seal"),
+        _READING_SEAL,
     )
 
     #: The registers kept in the working RAM, and their word addresses there.
     STORE = RegisterStore(
         addresses={**{f"invocation_counter_{authority.slot_name}": (_COUNTERS + 4 * authority) // 2
                       for authority in Authority},
-                   "sealed_reading": _SEALED // 2, "reading_seal": _SEAL_COUNTER // 2},
+                   "sealed_reading": _SEALED // 2, "reading_seal": _SEAL // 2},
         address_width=(_RAM_WORDS - 1).bit_length())
 
     def __init__(self, *, meter_id: int):
@@ -319,7 +333,7 @@ class SecurityUnit(wiring.Component):
         length = Signal.like(header.length)
         authority = Signal.like(header.authority)
         own_title = Signal()
-        for port, base, size in ((self.command_header, _HEADER, 16),
+        for port, base, size in ((self.command_header, _HEADER, _COMMAND_HEADER.size),
                                  (self.command_value, _CIPHERTEXT, VALUE_BYTES),
                                  (self.command_tag, _TAG, TAG_BYTES)):
             with m.If(port.written & ~busy):
