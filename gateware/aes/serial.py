@@ -224,7 +224,8 @@ class SerialAesGcm(wiring.Component):
         # Only the control that must start in a known state resets: an iCE40 flip-flop
         # with an enable resets only while enabled, so a reset costs logic. The rest is
         # set when a message starts or a phase needs it.
-        phase = Signal(_Phase)
+        # One-hot: each phase's decode is then one flip-flop (13 logic cells fewer).
+        phase = Signal(_Phase, attrs={"fsm_encoding": "one-hot"})
         section = Signal(_Section, reset_less=True)
         header = Signal(self.message.payload.shape(), reset_less=True)
         remaining = Signal(self._length_bits, reset_less=True)   # bytes of the section still to take
