@@ -133,9 +133,11 @@ class _ReadPort:
     """A synchronous, non-transparent read port of ``ram`` (``addr``, ``en``, ``data``)
     built as an asynchronous one and a register. It behaves the same, but Yosys then
     merges the register into the block RAM and honours the memory's ``no_rw_check``
-    (the engine never reads a byte in the cycle it writes it) instead of adding
-    logic that gives the old byte on such a collision: about 40 iCE40 logic cells
-    for the two RAMs written."""
+    instead of adding logic that gives the old byte when a byte is read in the cycle
+    it is written: about 40 iCE40 logic cells for the two RAMs written. The engine
+    uses no such read: a step writes the byte the step before it read, and the only
+    collisions are in the cycle a phase's last step completes, whose read nothing
+    uses."""
 
     def __init__(self, m: Module, ram: Memory):
         port = ram.read_port(domain="comb")
