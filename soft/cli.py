@@ -5,8 +5,9 @@ also imports ``refmeter.sim`` and ``refmeter.boards``, and only inside the
 subcommands that need them.
 
 Exit codes: 0 done; 1 the meter refused a request or is not the meter expected;
-2 bad command line (including an unknown register or a value that does not fit); 3 the link failed (cannot open, no reply); 4 a toolchain step
-failed (synthesis, no programmer, programming); 130 interrupted.
+2 bad command line (including an unknown register or a value that does not fit);
+3 the link failed (cannot open, no reply); 4 a toolchain step failed (synthesis,
+no programmer, programming); 130 interrupted.
 """
 
 import argparse
@@ -21,7 +22,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from refmeter.gateware.security.authority import Authority
@@ -45,16 +46,23 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_TOOLCHAIN, EXIT_INTERRUPTED =
 logger = logging.getLogger("refmeter")
 
 
+#: What a subcommand runs: it returns the exit code. Command groups that live beside
+#: their subject add theirs through the same `command` function as the ones here.
+Command = Callable[[argparse.Namespace], int]
+
+
 class _ToolchainError(Exception):
     """A build or programming step failed (exit code 4)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    def command(name: str, summary: str, examples: str) -> argparse.ArgumentParser:
-        return subcommands.add_parser(
+    def command(name: str, run: Command, summary: str, examples: str) -> argparse.ArgumentParser:
+        parser = subcommands.add_parser(
             name, help=summary, description=summary,
             epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip(), "  "),
             formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.set_defaults(run=run)
+        return parser
 
     parser = argparse.ArgumentParser(
         prog="refmeter",
@@ -86,12 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tries", type=int, default=3, help="tries per request before giving up")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = command("demo", "start a simulated meter and read it through socket://, as a board", """
+    demo = command("demo", _cmd_demo, "start a simulated meter and read it through socket://, as a board", """
         refmeter demo
         refmeter demo --simulator amaranth""")
     _simulator_options(demo)
 
-    sim = command("sim", "run the meter gateware in simulation and serve its UART on a TCP port", """
+    sim = command("sim", _cmd_sim, "run the meter gateware in simulation and serve its UART on a TCP port", """
         refmeter sim --port 7700                   then: refmeter --url socket://127.0.0.1:7700 read
         refmeter sim --port 0 --json               pick a free port, print {"url": ...}
         refmeter sim --simulator amaranth          no C++ compiler needed
@@ -102,20 +110,20 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="announce the URL as one JSON line")
     _simulator_options(sim)
 
-    read = command("read", "read registers (all readable ones by default)", """
+    read = command("read", _cmd_read, "read registers (all readable ones by default)", """
         refmeter --url /dev/ttyUSB1 read
         refmeter --url socket://127.0.0.1:7700 read utc_time scratch
         refmeter --url sim: read --json""")
     read.add_argument("registers", nargs="*", metavar="REGISTER", help="register names")
     read.add_argument("--json", action="store_true", help="machine-readable output")
 
-    write = command("write", "write one register", """
+    write = command("write", _cmd_write, "write one register", """
         refmeter --url socket://127.0.0.1:7700 write scratch 0xC0FFEE
         refmeter --url /dev/ttyUSB1 write scratch 42""")
     write.add_argument("register", help="register name")
     write.add_argument("value", help="a number (0x.. for hex) or FIELD=NUMBER,FIELD=NUMBER")
 
-    profile = command("profile", "read the meter's load profile: energy per interval, oldest first", """
+    profile = command("profile", _cmd_profile, "read the meter's load profile: energy per interval, oldest first", """
         refmeter --url /dev/ttyUSB1 profile
         refmeter --url socket://127.0.0.1:7700 profile --json
         refmeter --url sim: profile --csv > profile.csv""")
@@ -124,13 +132,13 @@ def _parser() -> argparse.ArgumentParser:
     profile_format.add_argument("--csv", action="store_true",
                                 help="one CSV row per record, times in ISO 8601 UTC")
 
-    events = command("events", "read the meter's voltage event log: sags, swells and "
+    events = command("events", _cmd_events, "read the meter's voltage event log: sags, swells and "
                                "interruptions, oldest first", """
         refmeter --url socket://127.0.0.1:7700 events
         refmeter --url /dev/ttyUSB1 events --json""")
     events.add_argument("--json", action="store_true", help="machine-readable output")
 
-    calibrate = command("calibrate", "one-point gain (and phase) calibration against a "
+    calibrate = command("calibrate", _cmd_calibrate, "one-point gain (and phase) calibration against a "
                                      "reference load, with the seal open", """
         refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10 --keys keys.json
         refmeter --url /dev/ttyUSB1 calibrate --voltage 230 --current 10 --phase-angle 60 --keys keys.json
@@ -151,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="the meter's key file: calibration is written by commands "
                                 "under its local key")
 
-    keys = command("keys", "provision, check or erase the meter's AES-128 key slots", """
+    keys = command("keys", _cmd_keys, "provision, check or erase the meter's AES-128 key slots", """
         refmeter --url socket://127.0.0.1:7700 keys provision       (seal open) new random keys,
                                                                      saved to keys-<EUI-64>.json
         refmeter --url socket://127.0.0.1:7700 keys status
@@ -159,14 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=("provision", "status", "zeroise"))
     _keys_option(keys, required=False)
 
-    set_clock = command("set-clock", "set the meter's UTC clock by an authenticated command", """
+    set_clock = command("set-clock", _cmd_set_clock, "set the meter's UTC clock by an authenticated command", """
         refmeter --url socket://127.0.0.1:7700 set-clock --keys keys-02-52-45-46-00-00-00-01.json
         refmeter --url /dev/ttyUSB1 set-clock --utc 2026-11-21T12:00:00Z --authority supplier --keys k.json""")
     set_clock.add_argument("--utc", help="ISO 8601 time with a zone (default: this host's clock)")
     _keys_option(set_clock, required=True)
     _authority_option(set_clock, default="local")
 
-    seal = command("seal", "have the meter seal a reading with its reading key, and check it", """
+    seal = command("seal", _cmd_seal, "have the meter seal a reading with its reading key, and check it", """
         refmeter --url socket://127.0.0.1:7700 seal --snapshot --keys keys.json
         refmeter --url socket://127.0.0.1:7700 seal --profile 12 --keys keys.json --json""")
     what = seal.add_mutually_exclusive_group(required=True)
@@ -175,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     seal.add_argument("--json", action="store_true", help="machine-readable output")
     _keys_option(seal, required=True)
 
-    regs = command("regs", "print the register map this host expects", """
+    regs = command("regs", _cmd_regs, "print the register map this host expects", """
         refmeter regs
         refmeter regs --phases 3 --markdown > docs/registers.md""")
     regs.add_argument("--phases", type=int, choices=(1, 3), default=1,
@@ -184,14 +192,14 @@ def _parser() -> argparse.ArgumentParser:
     regs_format.add_argument("--json", action="store_true", help="machine-readable output")
     regs_format.add_argument("--markdown", action="store_true", help="the docs/registers.md page")
 
-    build = command("build", "synthesise the meter for a board and report its size and speed", """
+    build = command("build", _cmd_build, "synthesise the meter for a board and report its size and speed", """
         refmeter build --board icebreaker
         refmeter build --board ulx3s --json > ulx3s.json""")
     _board_option(build)
     build.add_argument("--build-dir", type=Path, help="where outputs go (default build/BOARD)")
     build.add_argument("--json", action="store_true", help="machine-readable report")
 
-    program = command("program", "load a built bitstream onto a board", """
+    program = command("program", _cmd_program, "load a built bitstream onto a board", """
         refmeter program --board icebreaker
         refmeter program --board ulx3s --flash       keep it across power cycles""")
     _board_option(program)
@@ -654,11 +662,6 @@ def _cmd_program(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"demo": _cmd_demo, "sim": _cmd_sim, "read": _cmd_read, "write": _cmd_write,
-             "regs": _cmd_regs, "profile": _cmd_profile, "events": _cmd_events,
-             "calibrate": _cmd_calibrate, "keys": _cmd_keys, "set-clock": _cmd_set_clock,
-             "seal": _cmd_seal, "build": _cmd_build, "program": _cmd_program}
-
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
@@ -672,7 +675,7 @@ def main(argv: "list[str] | None" = None) -> int:
     # A service manager's SIGTERM stops `refmeter sim` as cleanly as Ctrl-C.
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return _COMMANDS[args.command](args)
+        return args.run(args)
     except LinkError as error:
         logger.error("error: %s", error)
         return EXIT_LINK
