@@ -33,7 +33,7 @@ from .analog import FrontEnd, Load
 from .harness import SIM_BAUD, SIM_CLK_FREQ, SimHarness
 from . import verilator
 
-__all__ = ["SIMULATORS", "DEFAULT_LOAD", "SIM_INTERLOCK", "default_simulator", "simulated_meter",
+__all__ = ["SIMULATORS", "DEFAULT_LOAD", "SIM_INTERLOCK", "Panel", "default_simulator", "simulated_meter",
            "open_simulation", "AmaranthSimulation", "VerilatorSimulation"]
 
 SIMULATORS = ("amaranth", "verilator")
@@ -96,6 +96,56 @@ class SampleSource:
         return block
 
 
+class Panel:
+    """What a person does at a simulated meter: the reconnect button, the auxiliary
+    override button and the isolation switch (the harness's inputs of those names).
+
+    The simulation takes the panel's state with each block of sample sets it
+    generates, ahead of the meter, so a change reaches the meter within a block or
+    two of meter time; a press therefore lasts a set time of meter time, so that no
+    press falls between two blocks.
+    """
+
+    #: The inputs, in their bit order on the way to the harness (and harness.cpp).
+    INPUTS = ("button", "isolate", "aux_override")
+    BUTTONS = ("button", "aux_override")
+    SWITCHES = ("isolate",)
+
+    def __init__(self, sample_rate_hz: float):
+        self._sample_rate_hz = sample_rate_hz
+        self._lock = threading.Lock()
+        self._held = 0                           # switches' bits
+        self._presses: list[list[int]] = []      # [bit, sample sets left]
+
+    def _bit(self, name: str, kind: str, names: tuple[str, ...]) -> int:
+        if name not in names:
+            raise ValueError(f"the panel has no {kind} {name!r}: it has {', '.join(names)}")
+        return 1 << self.INPUTS.index(name)
+
+    def press(self, name: str, *, seconds: float = 0.2) -> None:
+        """Press button ``name`` for ``seconds`` of meter time."""
+        bit = self._bit(name, "button", self.BUTTONS)
+        with self._lock:
+            self._presses.append([bit, max(1, round(seconds * self._sample_rate_hz))])
+
+    def switch(self, name: str, on: bool) -> None:
+        """Throw switch ``name`` (``isolate``) on or back."""
+        bit = self._bit(name, "switch", self.SWITCHES)
+        with self._lock:
+            self._held = self._held | bit if on else self._held & ~bit
+
+    def next_block(self, samples: int) -> np.ndarray:
+        """The inputs' bits for the next ``samples`` sample sets, int32."""
+        bits = np.empty(samples, dtype=np.int32)
+        with self._lock:
+            bits[:] = self._held
+            for press in self._presses:
+                bits[:press[1]] |= press[0]
+                press[1] -= min(press[1], samples)
+            self._presses = [press for press in self._presses if press[1]]
+        return bits
+
+
 def open_simulation(simulator: str, meter: Meter | None = None, *,
                     load: "Load | tuple[Load, ...]" = DEFAULT_LOAD,
                     front_end: FrontEnd = FrontEnd(), seal_open: bool = False,
@@ -154,7 +204,8 @@ class _ByteQueue:
 
 
 class AmaranthSimulation(Transport):
-    """The meter in Amaranth's simulator, running in a background thread."""
+    """The meter in Amaranth's simulator, running in a background thread; a person
+    acts on it through :attr:`panel`."""
 
     #: Cycles between looks at the harness's FIFOs: fewer than a byte takes (80).
     POLL_CYCLES = 32
@@ -163,6 +214,7 @@ class AmaranthSimulation(Transport):
         self.url = "sim:amaranth"
         self._harness = SimHarness(meter)
         self._source = source
+        self.panel = Panel(source.sample_rate_hz)
         self._seal_open = seal_open
         self._cycles_per_sample = meter.clk_freq / source.sample_rate_hz
         self._to_meter = bytearray()
@@ -197,10 +249,14 @@ class AmaranthSimulation(Transport):
         while not self._stopping.is_set():
             # The ADC model takes a sample set whenever one is due (it is always ready).
             if cycle >= next_sample:
-                codes = next(samples, None)
-                if codes is None:
-                    samples = iter(self._source.next_block().tolist())
-                    codes = next(samples)
+                sample = next(samples, None)
+                if sample is None:
+                    block = self._source.next_block()
+                    samples = zip(block.tolist(), self.panel.next_block(len(block)).tolist())
+                    sample = next(samples)
+                codes, panel = sample
+                for index, name in enumerate(Panel.INPUTS):
+                    ctx.set(getattr(harness, name), panel >> index & 1)
                 ctx.set(harness.adc_codes.payload, codes)
                 ctx.set(harness.adc_codes.valid, 1)
                 await ctx.tick()
@@ -254,7 +310,8 @@ class AmaranthSimulation(Transport):
 
 
 class VerilatorSimulation(Transport):
-    """The meter compiled by Verilator, in a child process bridged over pipes."""
+    """The meter compiled by Verilator, in a child process bridged over pipes; a
+    person acts on it through :attr:`panel`."""
 
     def __init__(self, meter: Meter, source: SampleSource, *, seal_open: bool = False,
                  progress: Callable[[str], None] = lambda message: None):
@@ -270,6 +327,7 @@ class VerilatorSimulation(Transport):
             start_new_session=True)  # Ctrl-C is the parent's to handle
         os.close(samples_read)
         self._source = source
+        self.panel = Panel(source.sample_rate_hz)
         self._from_meter = _ByteQueue()
         self._reader = threading.Thread(target=self._pump, name="verilator-meter", daemon=True)
         self._reader.start()
@@ -277,10 +335,13 @@ class VerilatorSimulation(Transport):
         self._feeder.start()
 
     def _feed(self) -> None:
-        """Write sample sets ahead of the model; the pipe's buffer paces this thread."""
+        """Write sample sets, each with the panel's inputs, ahead of the model; the
+        pipe's buffer paces this thread."""
         try:
             while True:
-                data = self._source.next_block().astype("<i4").tobytes()
+                codes = self._source.next_block()
+                block = np.column_stack([codes, self.panel.next_block(len(codes))])
+                data = block.astype("<i4").tobytes()
                 while data:
                     data = data[os.write(self._samples_write, data):]
         except OSError:  # the model ended, or close() closed the pipe

@@ -5,7 +5,7 @@ with them, through `refmeter switch` and `refmeter.soft.switch`.
 
 The simulated meter runs the interlock's clock a thousand times fast
 (`SIM_INTERLOCK`), so cooldowns pass in a few seconds; the relays' pulse and settle
-times stay real.
+times stay real. A person's buttons and switch are the simulation's panel.
 """
 
 import json
@@ -27,6 +27,7 @@ from refmeter.soft.security import CommandRefused, KeySet, build_command, provis
 from refmeter.soft.switch import (InterlockRecord, read_interlock_events, read_switch_status,
                                   request_switch)
 from refmeter.soft.transport import SerialTransport
+from refmeter.sim.simulators import open_simulation
 
 from conftest import require_simulator, served_simulation
 
@@ -181,3 +182,42 @@ def test_switch_requests_need_keys(provisioned, capsys):
     url, _, _ = provisioned
     assert main(["--url", url, "switch", "disconnect"]) == 2
     assert "give --keys" in capsys.readouterr().err
+
+
+def test_the_button_completes_a_reconnect_and_the_isolation_switch_blocks_everything():
+    """A person at the meter, through the simulation's panel: the local key's
+    disconnect (prepayment) readies the supply, the button reconnects it; the
+    isolation switch opens both relays, refuses every request and press, and
+    releases to disconnected."""
+    require_simulator("verilator")
+    keys = KeySet.generate(DEMO_METER_ID)
+    transport = open_simulation("verilator", seal_open=True)
+    with Meter(transport, timeout=5) as meter:
+        provision(meter, keys)
+        local = request_switch(meter, keys, LOCAL, Action.LOCAL_DISCONNECT, request_id=1)
+        assert (local.accepted, local.state) == (True, DisconnectState.READY_FOR_RECONNECTION)
+        _wait(meter, lambda status: not status.main_closed, "its main relay open")
+
+        transport.panel.press("button")
+        status = _wait(meter, lambda status: status.main_closed, "its main relay closed")
+        assert status.state is DisconnectState.CONNECTED
+        assert _last_event(meter).action is Action.MANUAL_RECONNECT
+
+        transport.panel.switch("isolate", True)
+        status = _wait(meter, lambda status: not (status.main_closed or status.priority_closed),
+                       "both relays open")
+        assert status.isolated and status.state is DisconnectState.DISCONNECTED
+        _cool(meter)
+        armed = request_switch(meter, keys, SUPPLIER, Action.REMOTE_RECONNECT, request_id=2)
+        assert (armed.accepted, armed.reason) == (False, Reason.ISOLATED)
+        transport.panel.press("button")
+        _wait(meter, lambda status: _last_event(meter).reason is Reason.ISOLATED
+              and _last_event(meter).action is Action.MANUAL_RECONNECT, "the press refused")
+
+        transport.panel.switch("isolate", False)
+        status = _wait(meter, lambda status: not status.isolated, "its isolation released")
+        assert status.state is DisconnectState.DISCONNECTED
+        assert not (status.main_closed or status.priority_closed)
+
+    with pytest.raises(ValueError, match="no button 'isolate'"):
+        transport.panel.press("isolate")
