@@ -33,7 +33,7 @@ def amounts(result) -> dict[str, Decimal]:
 
 def one_kwh_every_period(tariff, day):
     calendar = resolve_calendar(tariff, day, day)
-    return bill_meters(tariff, np.ones((1, calendar.periods)), first_day=day, last_day=day).bill(0)
+    return bill_meters(tariff, np.full((1, calendar.periods), 1000.0), first_day=day, last_day=day).bill(0)
 
 
 # --- Clock changes, leap day, standard time ------------------------------------------------
@@ -242,7 +242,7 @@ def test_bad_interval_data_is_refused():
     with pytest.raises(ValueError, match=r"2026-01-07T00:00:00\+00:00 is outside the bill period 2026-01-05"):
         bill(tariff, [utc(2026, 1, 7)], [1.0], first_day=datetime.date(2026, 1, 5),
              last_day=datetime.date(2026, 1, 6))
-    with pytest.raises(ValueError, match="must be finite and not negative"):
+    with pytest.raises(ValueError, match="import energy must not be negative or NaN"):
         bill(tariff, [utc(2026, 1, 5)], [-1.0])
     with pytest.raises(ValueError, match="an interval start is repeated"):
         bill(tariff, [utc(2026, 1, 5)] * 2, [1.0, 1.0])

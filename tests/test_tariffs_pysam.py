@@ -26,18 +26,19 @@ CENT = 1.0
 
 
 def meter_year(seed: int, export_share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """Half-hourly kWh: import, or (on a random share of periods) export instead."""
+    """Half-hourly kWh in whole Wh, as a meter records them: import, or (on a random
+    share of periods) export instead."""
     rng = np.random.default_rng(seed)
     exporting = rng.random(PERIODS) < export_share
-    import_kwh = np.where(exporting, 0.0, rng.gamma(1.5, 0.3, PERIODS))
-    export_kwh = np.where(exporting, rng.uniform(0, 2, PERIODS), 0.0)
+    import_kwh = np.where(exporting, 0.0, np.round(rng.gamma(1.5, 0.3, PERIODS), 3))
+    export_kwh = np.where(exporting, np.round(rng.uniform(0, 2, PERIODS), 3), 0.0)
     return import_kwh, export_kwh
 
 
 def compare(data: dict, import_kwh: np.ndarray, export_kwh: np.ndarray) -> None:
     tariff = tariff_from_dict(data)
     first_day, last_day = sam_year_days()
-    ours = bill_meters(tariff, import_kwh[None], export_kwh[None],
+    ours = bill_meters(tariff, np.rint(import_kwh[None] * 1000), np.rint(export_kwh[None] * 1000),
                        first_day=first_day, last_day=last_day).bill(0)
     sam = sam_bill(tariff, import_kwh, export_kwh)
     tiered = tariff.blocks is not None

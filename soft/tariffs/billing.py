@@ -1,20 +1,22 @@
 """The billing engine: interval energy and a tariff to a bill with one line per charge.
 
-Money is exact. A bill line's quantity is energy rounded once to a whole Wh (the
-meter's resolution, so meter data is never rounded at all) or a number of local days;
+Money is exact. Energy is billed in whole Wh, the meter's resolution: :func:`bill`
+rounds kWh to the nearest Wh in each interval (so meter data is never rounded at all),
+and a line's energy is rounded once to a whole Wh. A line's quantity is that energy
+or a number of local days;
 its amount is quantity x price, exact, in pence (prices have at most
 :data:`~.model.PRICE_DECIMALS` decimal places, so every amount is a whole number of
 10**-7 p and is held as an integer). A bill's total is the exact sum of its lines;
 :attr:`Bill.payable` rounds that total once, half to even, to a whole penny.
 
 :func:`bill_meters` bills many meters over one bill period at once: the calendar is
-resolved once (:func:`~.calendar.resolve_calendar`), and sums per rate are matrix
-products of the (meters x periods) energy with the calendar's one-hot rate matrix.
-Block tiers are found on cumulative consumption per block period, so an interval
-that crosses a threshold is split at it.
+resolved once (:func:`~.calendar.resolve_calendar`) and :mod:`.engine` sums energy
+per rate and block tier with matrix products; an interval that crosses a block
+threshold is split at it.
 """
 
 import datetime
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterable, Sequence
@@ -23,6 +25,7 @@ import numpy as np
 
 from ..profile import ProfileRecord
 from .calendar import SETTLEMENT_PERIOD_S, Calendar, LocalClock, resolve_calendar
+from .engine import daily_by_rate, energy_by_rate_and_tier
 from .model import PRICE_DECIMALS, Tariff
 
 __all__ = ["BillLine", "Bill", "BillBatch", "bill", "bill_meters", "intervals_from_profile",
@@ -156,70 +159,57 @@ class BillBatch:
                     Decimal(int(self.closing_block_wh[meter])).scaleb(-3))
 
 
-def _one_hot(calendar: Calendar) -> np.ndarray:
-    matrix = np.zeros((calendar.periods, len(calendar.tariff.rates)))
-    matrix[np.arange(calendar.periods), calendar.rate] = 1
-    return matrix
+def _energy_wh(name: str, energy: "np.ndarray | None", shape: "tuple[int, ...] | None") -> np.ndarray:
+    if energy is None:
+        return np.zeros(shape, dtype=np.float32)
+    energy = np.atleast_2d(np.asarray(energy))
+    if energy.dtype not in (np.float32, np.float64):
+        energy = energy.astype(np.float64)
+    if energy.size and not energy.min() >= 0:  # also catches NaN
+        raise ValueError(f"{name} energy must not be negative or NaN")
+    return energy
 
 
-def _tier_energy(calendar: Calendar, import_wh: np.ndarray,
-                 opening_wh: np.ndarray) -> "tuple[list[np.ndarray], np.ndarray]":
-    """Import per tier, each (meters, periods), and each meter's closing block-period Wh.
-
-    Consumption before each period within its block period comes from one cumulative
-    sum, less its value where the block period began; a period's energy falls in tier
-    ``k`` where that running figure lies between the tier's thresholds."""
-    cumulative = np.cumsum(import_wh, axis=1)
-    starts = np.flatnonzero(np.diff(calendar.block_period, prepend=-1))
-    base = np.where(starts > 0, cumulative[:, np.maximum(starts - 1, 0)], 0.0)
-    base[:, 0] -= opening_wh
-    after = cumulative - base[:, calendar.block_period]
-    before = after - import_wh
-    bounds = [0.0] + [float(t) * 1000 for t in calendar.tariff.blocks.thresholds_kwh] + [np.inf]
-    tiers = [np.clip(after, low, high) - np.clip(before, low, high)
-             for low, high in zip(bounds[:-1], bounds[1:])]
-    return tiers, after[:, -1]
-
-
-def bill_meters(tariff: Tariff, import_kwh: np.ndarray, export_kwh: "np.ndarray | None" = None, *,
+def bill_meters(tariff: Tariff, import_wh: np.ndarray, export_wh: "np.ndarray | None" = None, *,
                 first_day: datetime.date, last_day: datetime.date,
                 opening_block_kwh: "float | np.ndarray" = 0.0) -> BillBatch:
-    """Bill meters whose energy is given for every settlement period of the bill period.
+    """Bill meters whose energy is given in Wh for every settlement period of the bill period.
 
-    ``import_kwh`` and ``export_kwh`` are (meters, periods) in kWh, period ``i``
-    starting ``calendar.start_s + 1800 * i`` (see :func:`~.calendar.resolve_calendar`);
-    ``opening_block_kwh`` is what each meter had already used in the block period
-    current at the start (from its previous bill's ``closing_block_kwh``).
+    ``import_wh`` and ``export_wh`` are (meters, periods), period ``i`` starting at
+    ``calendar.start_s + 1800 * i`` (see :func:`~.calendar.resolve_calendar`); whole Wh,
+    as a meter records them, are summed exactly, in float32 (fastest) or float64.
+    Each line's energy is rounded once to a whole Wh. ``opening_block_kwh`` is what
+    each meter had already used in the block period current at the start (its
+    previous bill's ``closing_block_kwh``).
     """
     calendar = resolve_calendar(tariff, first_day, last_day)
-    import_wh = np.atleast_2d(np.asarray(import_kwh, dtype=np.float64)) * 1000
-    export_wh = (np.zeros_like(import_wh) if export_kwh is None
-                 else np.atleast_2d(np.asarray(export_kwh, dtype=np.float64)) * 1000)
+    import_wh = _energy_wh("import", import_wh, None)
+    export_wh = _energy_wh("export", export_wh, import_wh.shape)
     for name, energy in (("import", import_wh), ("export", export_wh)):
         if energy.shape[1] != calendar.periods:
             raise ValueError(f"{name} has {energy.shape[1]} periods; {first_day} to {last_day} "
                              f"in {tariff.zone} has {calendar.periods}")
-        if not np.isfinite(energy).all() or (energy < 0).any():
-            raise ValueError(f"{name} energy must be finite and not negative")
     meters = import_wh.shape[0]
     opening_wh = np.broadcast_to(np.asarray(opening_block_kwh, dtype=np.float64) * 1000, (meters,))
-    one_hot = _one_hot(calendar)
-    if tariff.blocks is None:
-        tiers, closing_wh = [import_wh], np.zeros(meters)
-    else:
-        tiers, closing_wh = _tier_energy(calendar, import_wh, opening_wh)
+    by_tier, closing_wh = energy_by_rate_and_tier(calendar, import_wh, opening_wh)
+    exported = daily_by_rate(calendar, export_wh).sum(axis=1)
     # Lines in _line_specs order: import by rate then tier, export by rate, standing charge.
-    by_tier = np.stack([tier @ one_hot for tier in tiers], axis=2)        # (meters, rates, tiers)
-    energy_wh = np.concatenate([by_tier.reshape(meters, -1), export_wh @ one_hot], axis=1)
-    quantities = np.concatenate([np.rint(energy_wh).astype(np.int64),
+    energy = np.concatenate([by_tier.reshape(meters, -1), exported], axis=1)
+    if not np.isfinite(energy).all():
+        raise ValueError("energy must be finite")
+    quantities = np.concatenate([np.rint(energy).astype(np.int64),
                                  np.full((meters, 1), calendar.days, dtype=np.int64)], axis=1)
-    specs = _line_specs(tariff)
-    prices = np.array([int(spec.price.scaleb(PRICE_DECIMALS)) for spec in specs], dtype=np.int64)
-    # Wh x (10**-4 p / kWh) = 10**-7 p; days x (10**-4 p / day) x 1000 = 10**-7 p.
-    units = np.array([(-1 if spec.kind == "export" else 1) * (1000 if spec.unit == "day" else 1)
-                      for spec in specs], dtype=np.int64)
-    return BillBatch(calendar, quantities, quantities * prices * units,
+    return BillBatch(calendar, quantities, quantities * _line_factors(tariff),
                      np.rint(closing_wh).astype(np.int64))
+
+
+@functools.lru_cache(maxsize=64)
+def _line_factors(tariff: Tariff) -> np.ndarray:
+    """Per line, what one unit of quantity costs in 10**-AMOUNT_DECIMALS p: a Wh at
+    10**-4 p/kWh is 10**-7 p, a day at 10**-4 p/day is 1000 x 10**-7 p; exports credit."""
+    return np.array([int(spec.price.scaleb(PRICE_DECIMALS)) * (-1 if spec.kind == "export" else 1)
+                     * (1000 if spec.unit == "day" else 1) for spec in _line_specs(tariff)],
+                    dtype=np.int64)
 
 
 def _local_day(tariff: Tariff, seconds: int) -> datetime.date:
@@ -255,8 +245,10 @@ def bill(tariff: Tariff, starts: "Sequence[datetime.datetime] | np.ndarray",
     calendar = resolve_calendar(tariff, first_day, last_day)
     positions = calendar.index(starts_s)
     grid = np.zeros((2, calendar.periods))
-    grid[0, positions] = import_kwh
-    grid[1, positions] = export_kwh
+    grid[0, positions] = np.rint(import_kwh * 1000)
+    grid[1, positions] = np.rint(export_kwh * 1000)
+    if not np.isfinite(grid).all():
+        raise ValueError("energy must be finite")
     return bill_meters(tariff, grid[:1], grid[1:], first_day=first_day, last_day=last_day,
                        opening_block_kwh=opening_block_kwh).bill(0)
 

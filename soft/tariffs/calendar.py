@@ -67,6 +67,8 @@ class Calendar:
     block_period: np.ndarray            #: (periods,) 0, 1, ... in time order
     day: np.ndarray                     #: (periods,) local day, 0 = first_day
     block_period_names: tuple[str, ...]  #: e.g. ``2029-03`` for a monthly block period
+    day_start: np.ndarray               #: (days + 1,) index of each local day's first period
+    day_profile: np.ndarray             #: (days,) index into ``tariff.day_profiles``
 
     @property
     def periods(self) -> int:
@@ -103,15 +105,21 @@ def resolve_calendar(tariff: Tariff, first_day: datetime.date, last_day: datetim
         raise ValueError(f"bill period ends ({last_day}) before it starts ({first_day})")
     clock = LocalClock(tariff.zone, tariff.standard_time_all_year)
     rate_index = {name: index for index, name in enumerate(tariff.rate_names)}
+    profile_index = {profile.name: index for index, profile in enumerate(tariff.day_profiles)}
     rates: list[int] = []
     days: list[int] = []
+    day_starts: list[int] = []
+    day_profiles: list[int] = []
     block_periods: list[str] = []
     day = first_day
     midnight = clock.midnight(day)
     for day_number in range((last_day - first_day).days + 1):
         next_day = day + datetime.timedelta(days=1)
         next_midnight = clock.midnight(next_day)
-        slot_rates = tariff.profile(day).slot_rates
+        profile = tariff.profile(day)
+        slot_rates = profile.slot_rates
+        day_starts.append(len(rates))
+        day_profiles.append(profile_index[profile.name])
         block_name = _block_period_name(tariff.blocks.period if tariff.blocks else "year", day)
         start = midnight
         while start < next_midnight:
@@ -128,4 +136,5 @@ def resolve_calendar(tariff: Tariff, first_day: datetime.date, last_day: datetim
         start_s=int(clock.midnight(first_day).timestamp()),
         rate=np.array(rates, dtype=np.intp), day=np.array(days, dtype=np.intp),
         block_period=np.array([number[name] for name in block_periods], dtype=np.intp),
-        block_period_names=names)
+        block_period_names=names, day_start=np.array(day_starts + [len(rates)], dtype=np.intp),
+        day_profile=np.array(day_profiles, dtype=np.intp))
