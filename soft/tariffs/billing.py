@@ -25,7 +25,7 @@ import numpy as np
 
 from ..profile import ProfileRecord
 from .calendar import SETTLEMENT_PERIOD_S, Calendar, LocalClock, resolve_calendar
-from .engine import daily_by_rate, energy_by_rate_and_tier
+from .engine import energy_by_rate_and_tier, total_by_rate
 from .model import PRICE_DECIMALS, Tariff
 
 __all__ = ["BillLine", "Bill", "BillBatch", "bill", "bill_meters", "intervals_from_profile",
@@ -192,7 +192,7 @@ def bill_meters(tariff: Tariff, import_wh: np.ndarray, export_wh: "np.ndarray | 
     meters = import_wh.shape[0]
     opening_wh = np.broadcast_to(np.asarray(opening_block_kwh, dtype=np.float64) * 1000, (meters,))
     by_tier, closing_wh = energy_by_rate_and_tier(calendar, import_wh, opening_wh)
-    exported = daily_by_rate(calendar, export_wh).sum(axis=1)
+    exported = total_by_rate(calendar, export_wh)
     # Lines in _line_specs order: import by rate then tier, export by rate, standing charge.
     energy = np.concatenate([by_tier.reshape(meters, -1), exported], axis=1)
     if not np.isfinite(energy).all():
