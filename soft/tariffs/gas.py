@@ -49,10 +49,14 @@ class CalorificValueHistory:
         return tuple(self._values)
 
     def add(self, value: CalorificValue) -> None:
-        """Record a value; refused (and nothing recorded) if outside the plausible band,
-        or if it takes effect before the latest one already recorded."""
+        """Record a value; refused as :meth:`check` says, and then nothing is recorded."""
+        self.check(value)
+        self._values.append(value)
+
+    def check(self, value: CalorificValue) -> None:
+        """Refuse a value outside the plausible band, or not after the latest recorded."""
         low, high = self.band
-        if not low <= value.mj_per_m3 <= high:
+        if not value.mj_per_m3.is_finite() or not low <= value.mj_per_m3 <= high:
             raise ValueError(f"calorific value {value.mj_per_m3} MJ/m3 is outside the plausible "
                              f"band {low} to {high} MJ/m3")
         if value.effective.utcoffset() is None:
@@ -60,7 +64,6 @@ class CalorificValueHistory:
         if self._values and value.effective <= self._values[-1].effective:
             raise ValueError(f"calorific value effective {value.effective.isoformat()} is not after "
                              f"the latest one, effective {self._values[-1].effective.isoformat()}")
-        self._values.append(value)
 
     def at(self, instant: datetime.datetime) -> CalorificValue:
         """The value in force at an instant."""
