@@ -31,7 +31,7 @@ class JsonStore:
 
     def save(self, document: Any) -> None:
         """Replace the document: durable when this returns."""
-        text = json.dumps(document, indent=1, sort_keys=True)
+        text = json.dumps(document, indent=1)  # key order kept: a tariff's rates are in order
         descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(descriptor, "w") as file:
