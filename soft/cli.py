@@ -37,6 +37,7 @@ from .errors import LinkError, MeterError
 from .profile import CSV_COLUMNS, ProfileRecord, read_profile
 from .registers import METER_REGISTERS, RegisterValue, decode, register_map, registers_markdown
 from .security import KeySet, provision, seal_reading, send_command, zeroise
+from .tariffs.commands import add_commands as add_tariff_commands
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
 
 __all__ = ["main"]
@@ -206,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     program.add_argument("--bitstream", type=Path, help="bitstream file (default: build/BOARD/...)")
     program.add_argument("--flash", action="store_true",
                          help="write the configuration flash instead of the FPGA only")
+    add_tariff_commands(command)
     return parser
 
 

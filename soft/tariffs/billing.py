@@ -19,17 +19,15 @@ import datetime
 import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..profile import ProfileRecord
-from .calendar import SETTLEMENT_PERIOD_S, Calendar, LocalClock, resolve_calendar
+from .calendar import Calendar, LocalClock, resolve_calendar
 from .engine import energy_by_rate_and_tier, total_by_rate
 from .model import PRICE_DECIMALS, Tariff
 
-__all__ = ["BillLine", "Bill", "BillBatch", "bill", "bill_meters", "intervals_from_profile",
-           "AMOUNT_DECIMALS"]
+__all__ = ["BillLine", "Bill", "BillBatch", "bill", "bill_meters", "AMOUNT_DECIMALS"]
 
 #: Amounts are whole numbers of 10**-AMOUNT_DECIMALS pence: a price unit per kWh times Wh.
 AMOUNT_DECIMALS = PRICE_DECIMALS + 3
@@ -251,21 +249,3 @@ def bill(tariff: Tariff, starts: "Sequence[datetime.datetime] | np.ndarray",
         raise ValueError("energy must be finite")
     return bill_meters(tariff, grid[:1], grid[1:], first_day=first_day, last_day=last_day,
                        opening_block_kwh=opening_block_kwh).bill(0)
-
-
-def intervals_from_profile(records: Iterable[ProfileRecord]) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
-    """The meter's load profile as (UTC period starts in s, import kWh, export kWh).
-
-    A record is billed in the settlement period that holds its last second, so a
-    partial record (power-up, clock set) adds to the period it ended in.
-    """
-    totals: dict[int, list[int]] = {}
-    for record in records:
-        end_s = int(record.end.timestamp())
-        start_s = (end_s - 1) // SETTLEMENT_PERIOD_S * SETTLEMENT_PERIOD_S
-        period = totals.setdefault(start_s, [0, 0])
-        period[0] += record.active_import_wh
-        period[1] += record.active_export_wh
-    starts = np.array(sorted(totals), dtype=np.int64)
-    energy = np.array([totals[start] for start in starts], dtype=np.float64).reshape(-1, 2) / 1000
-    return starts, energy[:, 0], energy[:, 1]

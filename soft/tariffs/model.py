@@ -255,6 +255,15 @@ def _month_day(text: str, where: str) -> tuple[int, int]:
 
 def tariff_from_dict(data: Mapping[str, Any]) -> Tariff:
     """A :class:`Tariff` from the parsed JSON or TOML of a tariff file."""
+    try:
+        return _tariff_from_dict(data)
+    except KeyError as error:
+        raise ValueError(f"the tariff has no {error.args[0]!r}") from None
+    except (TypeError, AttributeError) as error:
+        raise ValueError(f"the tariff's layout is wrong ({error}): see docs/tariffs.md") from None
+
+
+def _tariff_from_dict(data: Mapping[str, Any]) -> Tariff:
     blocks = None
     if "blocks" in data:
         blocks = Blocks(data["blocks"].get("period", "month"),
