@@ -166,11 +166,11 @@ def _energy_above(calendar: Calendar, energy: np.ndarray, daily: np.ndarray, bef
             @ plan.patterns.astype(np.float64)
         below[ordinary] = every_profile.reshape(len(values), -1, rates)[
             np.arange(len(values)), calendar.day_profile[day[ordinary]]]
-    for event in np.flatnonzero(~ordinary):  # clock-change days: at most two a year
-        start, end = calendar.day_start[day[event]], calendar.day_start[day[event] + 1]
-        values = energy[meter[event], start:end].astype(np.float64)[None]
-        below[event] = _below(values, before[meter[event], day[event]:day[event] + 1], threshold) \
-            @ plan.rate_one_hot[start:end]
+    for odd_day in np.unique(day[~ordinary]):  # clock-change days: at most two a year
+        events = np.flatnonzero(day == odd_day)
+        start, end = calendar.day_start[odd_day], calendar.day_start[odd_day + 1]
+        values = energy[meter[events], start:end].astype(np.float64)
+        below[events] = _below(values, before[meter[events], odd_day], threshold) @ plan.rate_one_hot[start:end]
     # Crossings come in meter order: add up each meter's run of them.
     first = np.flatnonzero(np.diff(meter, prepend=-1))
     result[meter[first]] += np.add.reduceat(daily[meter, day] - below, first, axis=0)
