@@ -149,7 +149,7 @@ actions = st.lists(st.tuples(
     max_size=60)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(actions=actions, start_hours=st.integers(0, 24 * 365), balance=st.integers(-500, 2000),
        debt=st.integers(0, 5000), threshold=st.integers(-200, 200))
 def test_balance_never_below_threshold_outside_friendly_credit_without_a_disconnect(

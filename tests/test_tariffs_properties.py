@@ -116,7 +116,7 @@ def check_against_plain_model(data, period, draw):
         assert line.amount == (-1 if line.kind == "export" else 1) * line.quantity * line.price
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=tariffs(), period=bill_periods, draw=st.data())
 def test_engine_equals_the_plain_model_and_lines_add_up(data, period, draw):
     check_against_plain_model(data, period, draw.draw)
@@ -149,7 +149,7 @@ def check_split(data, period, split, draw):
     assert first.total + second.total == whole.bill(0).total
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=tariffs(), period=bill_periods, split=st.integers(0, 100), draw=st.data())
 def test_splitting_a_period_in_two_never_changes_the_total(data, period, split, draw):
     check_split(data, period, split, draw.draw)
