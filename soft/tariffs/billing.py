@@ -139,11 +139,6 @@ class BillBatch:
     amounts: np.ndarray
     closing_block_wh: np.ndarray
 
-    @property
-    def totals(self) -> np.ndarray:
-        """Each meter's exact total, 10**-AMOUNT_DECIMALS p."""
-        return self.amounts.sum(axis=1)
-
     def bill(self, meter: int) -> Bill:
         tariff = self.calendar.tariff
         lines = []

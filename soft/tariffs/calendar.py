@@ -57,7 +57,8 @@ class LocalClock:
 @dataclass(frozen=True, eq=False)
 class Calendar:
     """Every settlement period from the first day's local midnight to the one after the
-    last day, with its rate, block period and local day (all as indices)."""
+    last day, with its rate and block period, and where each local day starts (all
+    as indices)."""
 
     tariff: Tariff
     first_day: datetime.date
@@ -65,8 +66,6 @@ class Calendar:
     start_s: int                        #: UTC seconds since the epoch of the first period
     rate: np.ndarray                    #: (periods,) index into ``tariff.rates``
     block_period: np.ndarray            #: (periods,) 0, 1, ... in time order
-    day: np.ndarray                     #: (periods,) local day, 0 = first_day
-    block_period_names: tuple[str, ...]  #: e.g. ``2029-03`` for a monthly block period
     day_start: np.ndarray               #: (days + 1,) index of each local day's first period
     day_profile: np.ndarray             #: (days,) index into ``tariff.day_profiles``
 
@@ -107,13 +106,12 @@ def resolve_calendar(tariff: Tariff, first_day: datetime.date, last_day: datetim
     rate_index = {name: index for index, name in enumerate(tariff.rate_names)}
     profile_index = {profile.name: index for index, profile in enumerate(tariff.day_profiles)}
     rates: list[int] = []
-    days: list[int] = []
     day_starts: list[int] = []
     day_profiles: list[int] = []
     block_periods: list[str] = []
     day = first_day
     midnight = clock.midnight(day)
-    for day_number in range((last_day - first_day).days + 1):
+    for _ in range((last_day - first_day).days + 1):
         next_day = day + datetime.timedelta(days=1)
         next_midnight = clock.midnight(next_day)
         profile = tariff.profile(day)
@@ -125,7 +123,6 @@ def resolve_calendar(tariff: Tariff, first_day: datetime.date, last_day: datetim
         while start < next_midnight:
             local = clock.local(start)
             rates.append(rate_index[slot_rates[(local.hour * 60 + local.minute) // 30 % SLOTS_PER_DAY]])
-            days.append(day_number)
             block_periods.append(block_name)
             start += datetime.timedelta(seconds=SETTLEMENT_PERIOD_S)
         day, midnight = next_day, next_midnight
@@ -134,7 +131,7 @@ def resolve_calendar(tariff: Tariff, first_day: datetime.date, last_day: datetim
     return Calendar(
         tariff=tariff, first_day=first_day, last_day=last_day,
         start_s=int(clock.midnight(first_day).timestamp()),
-        rate=np.array(rates, dtype=np.intp), day=np.array(days, dtype=np.intp),
+        rate=np.array(rates, dtype=np.intp),
         block_period=np.array([number[name] for name in block_periods], dtype=np.intp),
-        block_period_names=names, day_start=np.array(day_starts + [len(rates)], dtype=np.intp),
+        day_start=np.array(day_starts + [len(rates)], dtype=np.intp),
         day_profile=np.array(day_profiles, dtype=np.intp))
