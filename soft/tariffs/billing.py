@@ -93,8 +93,10 @@ class Bill:
                 "payable": str(self.payable), "closing_block_kwh": str(self.closing_block_kwh)}
 
     def format(self, *, skip_zero: bool = True) -> str:
-        """The bill as text for a person: pence, exact lines, the payable total."""
-        rows = [(line.description, f"{line.quantity:,} {line.unit}", f"{line.price} p",
+        """The bill as text for a person, in pence: each line (amounts shown to 10**-4 p;
+        :meth:`to_json` has them exact), the exact total and the payable total."""
+        rows = [(line.description, f"{line.quantity:,} {line.unit}{'' if line.quantity == 1 else 's'}"
+                 if line.unit == "day" else f"{line.quantity:,} {line.unit}", f"{line.price} p",
                  f"{line.amount:,.4f} p") for line in self.lines
                 if not (skip_zero and line.quantity == 0)]
         rows.append(("total", "", "", f"{self.total:,.4f} p"))
