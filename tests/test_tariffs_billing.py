@@ -250,3 +250,20 @@ def test_bad_interval_data_is_refused():
         bill(tariff, [utc(2026, 1, 5)], [1.0, 1.0])
     with pytest.raises(ValueError, match=r"bill period ends \(2026-01-01\) before it starts"):
         bill(tariff, [], [], first_day=datetime.date(2026, 1, 2), last_day=datetime.date(2026, 1, 1))
+
+
+def test_bad_batch_input_is_refused():
+    tariff = tariff_from_dict(ECONOMY7)
+    day = datetime.date(2026, 1, 5)
+    with pytest.raises(ValueError, match=r"import has 47 periods; 2026-01-05 to 2026-01-05 in Europe/London has 48"):
+        bill_meters(tariff, np.zeros((2, 47)), first_day=day, last_day=day)
+    with pytest.raises(ValueError, match=r"export is \(1, 48\), import \(2, 48\)"):
+        bill_meters(tariff, np.zeros((2, 48)), np.zeros((1, 48)), first_day=day, last_day=day)
+    with pytest.raises(ValueError, match=r"export energy must not be negative or NaN"):
+        bill_meters(tariff, np.zeros((1, 48)), np.full((1, 48), np.nan), first_day=day, last_day=day)
+    with pytest.raises(ValueError, match="energy must be finite"):
+        bill_meters(tariff, np.full((1, 48), np.inf), first_day=day, last_day=day)
+    with pytest.raises(ValueError, match=r"opening_block_kwh: one figure, or one per meter \(2\)"):
+        bill_meters(tariff, np.zeros((2, 48)), first_day=day, last_day=day, opening_block_kwh=[1, 2, 3])
+    with pytest.raises(ValueError, match="must be \\(meters, periods\\), not 3-dimensional"):
+        bill_meters(tariff, np.zeros((1, 1, 48)), first_day=day, last_day=day)

@@ -154,10 +154,10 @@ class BillBatch:
                     Decimal(int(self.closing_block_wh[meter])).scaleb(-3))
 
 
-def _energy_wh(name: str, energy: "np.ndarray | None", shape: "tuple[int, ...] | None") -> np.ndarray:
-    if energy is None:
-        return np.zeros(shape, dtype=np.float32)
+def _energy_wh(name: str, energy: np.ndarray) -> np.ndarray:
     energy = np.atleast_2d(np.asarray(energy))
+    if energy.ndim != 2:
+        raise ValueError(f"{name} energy must be (meters, periods), not {energy.ndim}-dimensional")
     if energy.dtype not in (np.float32, np.float64):
         energy = energy.astype(np.float64)
     if energy.size and not energy.min() >= 0:  # also catches NaN
@@ -178,16 +178,26 @@ def bill_meters(tariff: Tariff, import_wh: np.ndarray, export_wh: "np.ndarray | 
     previous bill's ``closing_block_kwh``).
     """
     calendar = resolve_calendar(tariff, first_day, last_day)
-    import_wh = _energy_wh("import", import_wh, None)
-    export_wh = _energy_wh("export", export_wh, import_wh.shape)
-    for name, energy in (("import", import_wh), ("export", export_wh)):
-        if energy.shape[1] != calendar.periods:
-            raise ValueError(f"{name} has {energy.shape[1]} periods; {first_day} to {last_day} "
-                             f"in {tariff.zone} has {calendar.periods}")
+    import_wh = _energy_wh("import", import_wh)
     meters = import_wh.shape[0]
-    opening_wh = np.broadcast_to(np.asarray(opening_block_kwh, dtype=np.float64) * 1000, (meters,))
-    by_tier, closing_wh = energy_by_rate_and_tier(calendar, import_wh, opening_wh)
-    exported = total_by_rate(calendar, export_wh)
+    if import_wh.shape[1] != calendar.periods:
+        raise ValueError(f"import has {import_wh.shape[1]} periods; {first_day} to {last_day} "
+                         f"in {tariff.zone} has {calendar.periods}")
+    if export_wh is not None:
+        export_wh = _energy_wh("export", export_wh)
+        if export_wh.shape != import_wh.shape:
+            raise ValueError(f"export is {export_wh.shape}, import {import_wh.shape}: one of each "
+                             f"per meter and period")
+    opening_wh = np.asarray(opening_block_kwh, dtype=np.float64) * 1000
+    if opening_wh.shape not in ((), (meters,)):
+        raise ValueError(f"opening_block_kwh: one figure, or one per meter ({meters}), not {opening_wh.shape}")
+    # An infinite input becomes a NaN in the products (inf x 0), refused just below;
+    # looking for it beforehand would cost another pass over the data.
+    with np.errstate(invalid="ignore", over="ignore"):
+        by_tier, closing_wh = energy_by_rate_and_tier(calendar, import_wh,
+                                                      np.broadcast_to(opening_wh, (meters,)))
+        exported = (np.zeros((meters, len(tariff.rates))) if export_wh is None
+                    else total_by_rate(calendar, export_wh))
     # Lines in _line_specs order: import by rate then tier, export by rate, standing charge.
     energy = np.concatenate([by_tier.reshape(meters, -1), exported], axis=1)
     if not np.isfinite(energy).all():
