@@ -44,6 +44,8 @@ class _DayPlan:
 
 @functools.lru_cache(maxsize=64)
 def _plan(calendar: Calendar) -> _DayPlan:
+    """How :func:`_every_profile` walks a calendar: made once per calendar, then reused
+    for every batch of meters."""
     tariff = calendar.tariff
     rates, profiles = len(tariff.rates), len(tariff.day_profiles)
     rate_index = {name: index for index, name in enumerate(tariff.rate_names)}
