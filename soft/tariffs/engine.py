@@ -8,10 +8,11 @@ periods, standing charges) falls on a local midnight:
    (meters, days, 48) and multiplied by one (48, profiles x rates) one-hot matrix of
    every day profile, of which a mask keeps each day's own; the clock-change days
    (46 or 50 periods) get a small product each.
-2. Block tiers follow cumulative consumption per block period, which needs only
-   the daily totals. For each threshold, a day that starts above it adds its energy
-   per rate; only a day during which it is crossed is looked at period by period,
-   and an interval that crosses it is split at the threshold.
+2. Block tiers follow consumption since the start of the block period: a running
+   total, which numba compiles as a loop over each meter's days. A day that lies
+   wholly in one tier adds its energy per rate to it; only a day during which a
+   threshold is crossed is walked period by period, and an interval that crosses
+   it is split at the threshold.
 
 Whole Wh (the meter's resolution) are summed exactly: each day's sums in the input's
 precision (float32 holds every whole number to 16.7 MWh a day), everything after in
@@ -21,8 +22,8 @@ float64.
 import functools
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .calendar import Calendar
 from .model import SLOTS_PER_DAY
@@ -34,7 +35,6 @@ __all__ = ["energy_by_rate_and_tier", "daily_by_rate", "total_by_rate"]
 class _DayPlan:
     runs: tuple[tuple[int, int], ...]       #: (first day, end day) of ordinary days in a row
     odd_days: tuple[int, ...]               #: clock-change (or otherwise irregular) days
-    ordinary: np.ndarray                    #: (days,) bool: not an odd day
     patterns: np.ndarray                    #: (48, profiles * rates) one-hot, float32
     own: np.ndarray                         #: (days, profiles * rates): 1 under the day's profile
     fold: np.ndarray                        #: (profiles * rates, rates): adds the profiles up
@@ -75,7 +75,7 @@ def _plan(calendar: Calendar) -> _DayPlan:
     rate_one_hot[np.arange(calendar.periods), calendar.rate] = 1
     fold = np.tile(np.eye(rates), (profiles, 1))
     own = own.reshape(calendar.days, -1)
-    return _DayPlan(tuple(runs), tuple(odd_days), np.array(ordinary, dtype=bool), patterns, own,
+    return _DayPlan(tuple(runs), tuple(odd_days), patterns, own,
                     fold, (own[:, :, None] * fold).reshape(-1, rates), rate_one_hot)
 
 
@@ -122,69 +122,58 @@ def energy_by_rate_and_tier(calendar: Calendar, import_energy: np.ndarray,
     """Import per rate and block tier, (meters, rates, tiers), and each meter's
     consumption in the block period current at the end, (meters,); both in the units
     of ``import_energy`` (meters, periods). ``opening`` is what each meter had already
-    used in the block period current at the start.
-
-    Each threshold is taken on its own: the energy above it is the days that start
-    above it, plus the part above it of the days during which it is crossed. Tier
-    ``k`` is then what lies above threshold ``k`` and not above threshold ``k + 1``.
-    """
+    used in the block period current at the start."""
     tariff = calendar.tariff
     meters = import_energy.shape[0]
     if tariff.blocks is None:
         return total_by_rate(calendar, import_energy)[:, :, None], np.zeros(meters)
-    daily = daily_by_rate(calendar, import_energy).astype(np.float64)
-    day_total = daily @ np.ones(daily.shape[2])
-    day_period = calendar.block_period[calendar.day_start[:-1]]
-    cumulative = np.cumsum(day_total, axis=1)
-    period_starts = np.flatnonzero(np.diff(day_period, prepend=-1))
-    base = np.where(period_starts > 0, cumulative[:, np.maximum(period_starts - 1, 0)], 0.0)
-    base[:, 0] -= opening
-    after = cumulative - base[:, day_period]       # block-period consumption at each day's end
-    before = after - day_total
-    above = [np.ones(daily.shape[1]) @ daily]
-    for threshold in tariff.blocks.thresholds_kwh:
-        above.append(_energy_above(calendar, import_energy, daily, before, after, float(threshold) * 1000))
-    above.append(np.zeros_like(above[0]))
-    return np.stack([high - low for high, low in zip(above[:-1], above[1:])], axis=2), after[:, -1]
+    thresholds = np.array([float(t) * 1000 for t in tariff.blocks.thresholds_kwh])  # Wh
+    result = np.zeros((meters, len(tariff.rates), len(thresholds) + 1))
+    closing = np.empty(meters)
+    _tiers(import_energy, daily_by_rate(calendar, import_energy), calendar.day_start,
+           calendar.rate, calendar.block_period[calendar.day_start[:-1]],
+           np.ascontiguousarray(opening, dtype=np.float64), thresholds, result, closing)
+    return result, closing
 
 
-def _energy_above(calendar: Calendar, energy: np.ndarray, daily: np.ndarray, before: np.ndarray,
-                  after: np.ndarray, threshold: float) -> np.ndarray:
-    """(meters, rates) float64: import above ``threshold`` (Wh) of block-period consumption."""
-    result = np.matmul((before >= threshold).astype(np.float64)[:, None, :], daily)[:, 0]
-    meter, day = np.nonzero((before < threshold) & (after > threshold))
-    if not len(meter):
-        return result
-    plan = _plan(calendar)
-    rates = daily.shape[2]
-    below = np.empty((len(meter), rates))
-    ordinary = plan.ordinary[day]
-    if ordinary.any():
-        # Ordinary days: their 48 periods as blocks of a sliding view, and the rates by
-        # one product with every day profile's pattern, of which each day keeps its own.
-        days = sliding_window_view(energy, SLOTS_PER_DAY, axis=1)
-        values = days[meter[ordinary], calendar.day_start[day[ordinary]]].astype(np.float64)
-        every_profile = _below(values, before[meter[ordinary], day[ordinary]], threshold) \
-            @ plan.patterns.astype(np.float64)
-        below[ordinary] = every_profile.reshape(len(values), -1, rates)[
-            np.arange(len(values)), calendar.day_profile[day[ordinary]]]
-    for odd_day in np.unique(day[~ordinary]):  # clock-change days: at most two a year
-        events = np.flatnonzero(day == odd_day)
-        start, end = calendar.day_start[odd_day], calendar.day_start[odd_day + 1]
-        values = energy[meter[events], start:end].astype(np.float64)
-        below[events] = _below(values, before[meter[events], odd_day], threshold) @ plan.rate_one_hot[start:end]
-    # Crossings come in meter order: add up each meter's run of them.
-    first = np.flatnonzero(np.diff(meter, prepend=-1))
-    result[meter[first]] += np.add.reduceat(daily[meter, day] - below, first, axis=0)
-    return result
+@numba.njit(cache=True)
+def _tier(thresholds, position):
+    """The tier of the energy just past ``position``: how many thresholds it has reached."""
+    tier = 0
+    while tier < len(thresholds) and thresholds[tier] <= position:
+        tier += 1
+    return tier
 
 
-def _below(values: np.ndarray, before: np.ndarray, threshold: float) -> np.ndarray:
-    """(days, periods): each period's energy below ``threshold``, given the block period's
-    consumption ``before`` each day."""
-    running = np.cumsum(values, axis=1)
-    running -= values
-    running += before[:, None]
-    np.subtract(threshold, running, out=running)
-    np.maximum(running, 0, out=running)
-    return np.minimum(running, values, out=running)
+@numba.njit(cache=True)
+def _tiers(energy, daily, day_start, rate, day_period, opening, thresholds, result, closing):
+    """Block tiers in time order, meter by meter (a running total cannot be vectorised
+    over time): a day wholly within one tier adds its energy per rate to it; a day
+    during which a threshold is crossed is walked period by period, and the period
+    that crosses it is split at the threshold. Sums in float64."""
+    last_tier = len(thresholds)
+    for meter in range(energy.shape[0]):
+        used = opening[meter]
+        for day in range(daily.shape[1]):
+            if day > 0 and day_period[day] != day_period[day - 1]:
+                used = 0.0
+            total = 0.0
+            for index in range(daily.shape[2]):
+                total += daily[meter, day, index]
+            tier = _tier(thresholds, used)
+            if tier == last_tier or used + total <= thresholds[tier]:
+                for index in range(daily.shape[2]):
+                    result[meter, index, tier] += daily[meter, day, index]
+                used += total
+                continue
+            for period in range(day_start[day], day_start[day + 1]):
+                remaining = np.float64(energy[meter, period])
+                while remaining > 0:
+                    room = thresholds[tier] - used if tier < last_tier else remaining
+                    taken = min(remaining, room)
+                    result[meter, rate[period], tier] += taken
+                    used += taken
+                    remaining -= taken
+                    if remaining > 0 or (tier < last_tier and used >= thresholds[tier]):
+                        tier += 1
+        closing[meter] = used
