@@ -5,10 +5,6 @@ import datetime
 import json
 from collections.abc import Callable
 
-from .billing import bill
-from .intervals import read_interval_csv
-from .model import load_tariff
-
 __all__ = ["add_commands"]
 
 
@@ -33,6 +29,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def _cmd_bill(args: argparse.Namespace) -> int:
+    from .billing import bill  # numpy and numba only when a bill is made: the CLI starts fast
+    from .intervals import read_interval_csv
+    from .model import load_tariff
+
     try:
         tariff = load_tariff(args.tariff)
     except OSError as error:

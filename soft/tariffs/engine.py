@@ -22,7 +22,6 @@ float64.
 import functools
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from .calendar import Calendar
@@ -130,22 +129,19 @@ def energy_by_rate_and_tier(calendar: Calendar, import_energy: np.ndarray,
     thresholds = np.array([float(t) * 1000 for t in tariff.blocks.thresholds_kwh])  # Wh
     result = np.zeros((meters, len(tariff.rates), len(thresholds) + 1))
     closing = np.empty(meters)
-    _tiers(import_energy, daily_by_rate(calendar, import_energy), calendar.day_start,
+    _compiled_tiers()(import_energy, daily_by_rate(calendar, import_energy), calendar.day_start,
            calendar.rate, calendar.block_period[calendar.day_start[:-1]],
            np.ascontiguousarray(opening, dtype=np.float64), thresholds, result, closing)
     return result, closing
 
 
-@numba.njit(cache=True)
-def _tier(thresholds, position):
-    """The tier of the energy just past ``position``: how many thresholds it has reached."""
-    tier = 0
-    while tier < len(thresholds) and thresholds[tier] <= position:
-        tier += 1
-    return tier
+@functools.cache
+def _compiled_tiers():
+    """:func:`_tiers` compiled by numba, on first use: the CLI starts without numba."""
+    import numba
+    return numba.njit(cache=True)(_tiers)
 
 
-@numba.njit(cache=True)
 def _tiers(energy, daily, day_start, rate, day_period, opening, thresholds, result, closing):
     """Block tiers in time order, meter by meter (a running total cannot be vectorised
     over time): a day wholly within one tier adds its energy per rate to it; a day
@@ -160,7 +156,9 @@ def _tiers(energy, daily, day_start, rate, day_period, opening, thresholds, resu
             total = 0.0
             for index in range(daily.shape[2]):
                 total += daily[meter, day, index]
-            tier = _tier(thresholds, used)
+            tier = 0  # of the energy just past `used`: how many thresholds it has reached
+            while tier < last_tier and thresholds[tier] <= used:
+                tier += 1
             if tier == last_tier or used + total <= thresholds[tier]:
                 for index in range(daily.shape[2]):
                     result[meter, index, tier] += daily[meter, day, index]
