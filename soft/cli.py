@@ -39,6 +39,7 @@ from .profile import CSV_COLUMNS, ProfileRecord, read_profile
 from .registers import METER_REGISTERS, RegisterValue, decode, register_map, registers_markdown
 from .security import KeySet, provision, seal_reading, send_command, zeroise
 from .switch import read_interlock_events, read_switch_status, request_switch
+from .tariffs.commands import add_commands as add_tariff_commands
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
 
 __all__ = ["main"]
@@ -229,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     program.add_argument("--bitstream", type=Path, help="bitstream file (default: build/BOARD/...)")
     program.add_argument("--flash", action="store_true",
                          help="write the configuration flash instead of the FPGA only")
+    add_tariff_commands(command)
     return parser
 
 
