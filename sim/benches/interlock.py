@@ -317,21 +317,21 @@ class TB:
         return (await self.ask(first, Action.REMOTE_DISCONNECT, request_id=request_id),
                 await self.ask(second, Action.REMOTE_DISCONNECT, request_id=request_id))
 
-    async def press(self, button=None, *, bounce_ms: tuple[int, ...] = (1, 1, 1, 1)) -> None:
-        """A person presses and releases ``button`` (the reconnect button by default): the
-        contact bounces on the way in and out (alternate closed and open stretches of
-        ``bounce_ms``, each shorter than the debounce time), and is held in between and
-        left released afterwards for longer than it."""
-        button = self.dut.button if button is None else button
+    async def press(self, *, bounce_ms: tuple[int, ...] = (1, 1, 1, 1)) -> None:
+        """A person presses and releases the reconnect button: the contact bounces on the
+        way in and out (alternate closed and open stretches of ``bounce_ms``, each
+        shorter than the debounce time), and is held in between, and left released
+        afterwards, for longer than the debounce time."""
         steady_ms = self.parameters.debounce_ms + 2
         for pressed in (1, 0):
             for index, stretch_ms in enumerate(bounce_ms):
-                button.value = pressed if index % 2 == 0 else 1 - pressed
+                self.dut.button.value = pressed if index % 2 == 0 else 1 - pressed
                 await self.ms(stretch_ms)
-            button.value = pressed
+            self.dut.button.value = pressed
             await self.ms(steady_ms)
 
     def expect(self, answer: InterlockEvent, reason: Reason, state: DisconnectState) -> None:
+        """Check that ``answer`` ended with ``reason`` and left the main circuit in ``state``."""
         assert (Reason(answer.reason), answer.state) == (reason, state), (
             f"{Action(answer.action).name} from {Authority(answer.authority).name}: "
             f"{Reason(answer.reason).name} leaving {answer.state.name}, expected {reason.name} "
@@ -552,6 +552,8 @@ async def an_on_off_storm_switches_once_per_cooldown_within_the_budget(dut):
         await storm_request(SUPPLIER, Action.REMOTE_RECONNECT, request_id)
     presses.cancel()
     await tb.settle()
+    tb.log.info("%d requests in %d s: %d state changes, %d relay operations", 3 * request_id,
+                storm_s, len(tb.state_changes), tb.status().operations)
 
     remote = [(cycle, event) for cycle, event in tb.state_changes
               if event.from_request and event.action in REMOTE_SWITCHING]
