@@ -23,7 +23,7 @@ from .ring import NUMBER_MODULUS, read_ring
 from .security import KeySet, send_command
 
 __all__ = ["SwitchStatus", "InterlockRecord", "read_switch_status", "read_interlock_events",
-           "request_switch"]
+           "request_switch", "MeterSupplySwitch"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +164,47 @@ def _require_interlock(meter: Meter) -> None:
     if not meter.read("features")["interlock"]:
         raise MeterError(f"meter at {meter.link.url} has no load-switch interlock in its "
                          f"bitstream")
+
+
+class MeterSupplySwitch:
+    """Prepayment's supply side (:class:`refmeter.soft.tariffs.prepayment.SupplySwitch`)
+    on a meter: local disconnects asked under the local key.
+
+    In class 70 control_mode 1 a local disconnect leaves the supply ready for
+    reconnection, and the consumer's button reconnects it whatever the credit. So
+    while credit is exhausted the control module asks again whenever it finds the
+    supply connected (:meth:`enforce`, called as it polls the meter); the interlock's
+    daily relay budget bounds how often a button pressed without credit can switch
+    it. After a top-up the button is the consumer's again.
+    """
+
+    def __init__(self, meter: Meter, keys: KeySet):
+        self._meter = meter
+        self._keys = keys
+        self._disabled = False
+        self._request_id = 0
+
+    def request_local_disconnect(self, reason: str) -> None:
+        self._disabled = True
+        self._disconnect(reason)
+
+    def allow_reconnection(self) -> None:
+        self._disabled = False
+
+    def enforce(self) -> bool:
+        """Disconnect again if the supply is connected while credit is exhausted;
+        whether it had to."""
+        if not (self._disabled and read_switch_status(self._meter).state is DisconnectState.CONNECTED):
+            return False
+        self._disconnect("connected by the button while prepayment credit is exhausted")
+        return True
+
+    def _disconnect(self, reason: str) -> None:
+        self._request_id = self._request_id % 0xFFFF + 1
+        record = request_switch(self._meter, self._keys, Authority.LOCAL, Action.LOCAL_DISCONNECT,
+                                request_id=self._request_id)
+        # Already off (disconnected, ready, isolated) is what was wanted.
+        if not record.accepted and record.reason not in (Reason.WRONG_STATE, Reason.ISOLATED):
+            raise MeterError(f"meter at {self._meter.link.url} refused the local disconnect "
+                             f"({reason}): {record.describe()}")
+

@@ -8,8 +8,10 @@ The simulated meter runs the interlock's clock a thousand times fast
 times stay real. A person's buttons and switch are the simulation's panel.
 """
 
+import datetime
 import json
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -24,8 +26,9 @@ from refmeter.soft.device import Meter
 from refmeter.soft.errors import RequestRefused
 from refmeter.soft.registers import encode
 from refmeter.soft.security import CommandRefused, KeySet, build_command, provision
-from refmeter.soft.switch import (InterlockRecord, read_interlock_events, read_switch_status,
-                                  request_switch)
+from refmeter.soft.switch import (InterlockRecord, MeterSupplySwitch, read_interlock_events,
+                                  read_switch_status, request_switch)
+from refmeter.soft.tariffs.prepayment import PrepaymentAccount, PrepaymentSettings, SupplyState
 from refmeter.soft.transport import SerialTransport
 from refmeter.sim.simulators import open_simulation
 
@@ -184,24 +187,41 @@ def test_switch_requests_need_keys(provisioned, capsys):
     assert "give --keys" in capsys.readouterr().err
 
 
-def test_the_button_completes_a_reconnect_and_the_isolation_switch_blocks_everything():
-    """A person at the meter, through the simulation's panel: the local key's
-    disconnect (prepayment) readies the supply, the button reconnects it; the
-    isolation switch opens both relays, refuses every request and press, and
-    releases to disconnected."""
+def test_prepayment_the_button_and_the_isolation_switch():
+    """A person at the meter, through the simulation's panel. Prepayment credit runs
+    out: the local key's disconnect readies the supply; the button reconnects it, but
+    without credit the control module disconnects it again; after a top-up the
+    button reconnects for good. The isolation switch opens both relays, refuses
+    every request and press, and releases to disconnected."""
     require_simulator("verilator")
     keys = KeySet.generate(DEMO_METER_ID)
     transport = open_simulation("verilator", seal_open=True)
     with Meter(transport, timeout=5) as meter:
         provision(meter, keys)
-        local = request_switch(meter, keys, LOCAL, Action.LOCAL_DISCONNECT, request_id=1)
-        assert (local.accepted, local.state) == (True, DisconnectState.READY_FOR_RECONNECTION)
-        _wait(meter, lambda status: not status.main_closed, "its main relay open")
+        supply = MeterSupplySwitch(meter, keys)
+        weekday_noon = datetime.datetime(2031, 5, 14, 12, tzinfo=datetime.timezone.utc)
+        account = PrepaymentAccount(PrepaymentSettings(), supply, now=weekday_noon,
+                                    balance=Decimal(50))
+        account.charge(Decimal(80), weekday_noon)
+        assert account.state is SupplyState.DISABLED
+        status = _wait(meter, lambda status: not status.main_closed, "its main relay open")
+        assert status.state is DisconnectState.READY_FOR_RECONNECTION
+        assert _last_event(meter).authority is LOCAL
 
-        transport.panel.press("button")
-        status = _wait(meter, lambda status: status.main_closed, "its main relay closed")
-        assert status.state is DisconnectState.CONNECTED
-        assert _last_event(meter).action is Action.MANUAL_RECONNECT
+        for credit in ("none", "topped up"):
+            transport.panel.press("button")
+            _wait(meter, lambda status: status.main_closed, "its main relay closed")
+            assert _last_event(meter).action is Action.MANUAL_RECONNECT
+            if credit == "none":
+                assert supply.enforce()
+                _wait(meter, lambda status: not status.main_closed, "disconnected again")
+                account.top_up(Decimal(500), weekday_noon)
+                assert account.state is SupplyState.READY_FOR_RECONNECTION
+            else:
+                assert not supply.enforce()
+                account.consumer_reconnected(weekday_noon)
+        assert read_switch_status(meter).state is DisconnectState.CONNECTED
+        assert account.state is SupplyState.ENABLED
 
         transport.panel.switch("isolate", True)
         status = _wait(meter, lambda status: not (status.main_closed or status.priority_closed),
