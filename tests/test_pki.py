@@ -312,3 +312,69 @@ def test_agreement_refuses_signing_certificates_and_other_curves(pki):
     with pytest.raises(Refused) as refusal:
         agree(meter_key, ec.generate_private_key(ec.SECP384R1()).public_key(), b"")
     assert refusal.value.reason is Reason.BAD_PROFILE
+
+
+# -- fuzzing ----------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st   # noqa: E402
+
+from refmeter.soft.pki.certificates import load_certificate, parse_hardware_module_name  # noqa: E402
+
+FUZZ = settings(max_examples=200, deadline=None, database=None)
+
+
+def _read_cleanly(data: bytes) -> None:
+    """A certificate's bytes are profile-checked and validated, or cleanly refused."""
+    try:
+        info = inspect(load_certificate(data))
+    except Refused as refusal:
+        assert refusal.reason in (Reason.MALFORMED, Reason.BAD_PROFILE)
+    else:
+        assert info.role in Role
+
+
+@FUZZ
+@given(data=st.binary(max_size=600))
+def test_fuzz_the_certificate_parser_with_any_bytes(data):
+    _read_cleanly(data)
+
+
+_GENUINE = DemoPki.generate(DEMO_METER_ID, at=ISSUED)
+_METER_DER = _GENUINE.parties[Role.METER, Usage.SIGNING].certificate.public_bytes(
+    serialization.Encoding.DER)
+
+
+def _certificate_mutations(max_examples):
+    @settings(FUZZ, max_examples=max_examples)
+    @given(edits=st.lists(st.tuples(st.integers(0, len(_METER_DER) - 1), st.integers(1, 255)),
+                          min_size=1, max_size=4, unique_by=lambda edit: edit[0]))
+    def test(edits):
+        mutated = bytearray(_METER_DER)
+        for position, flips in edits:
+            mutated[position] ^= flips
+        _read_cleanly(bytes(mutated))
+        genuine = _GENUINE.credentials(_GENUINE.parties[Role.METER, Usage.SIGNING].certificate)
+        try:
+            validate_path(load_certificate(bytes(mutated)), genuine.intermediates,
+                          _GENUINE.root.certificate, genuine.crls, at=NOW)
+        except Refused:
+            pass
+        else:   # only a change outside what the CA signed can leave it valid
+            assert load_certificate(bytes(mutated)).tbs_certificate_bytes == \
+                _GENUINE.parties[Role.METER, Usage.SIGNING].certificate.tbs_certificate_bytes
+    return test
+
+
+test_fuzz_mutated_certificates_are_refused_cleanly = _certificate_mutations(300)
+test_fuzz_mutated_certificates_long = pytest.mark.extended(_certificate_mutations(20_000))
+
+
+@FUZZ
+@given(data=st.binary(max_size=40))
+def test_fuzz_the_hardware_module_name_parser(data):
+    try:
+        identity = parse_hardware_module_name(data)
+    except Refused as refusal:
+        assert refusal.reason is Reason.BAD_PROFILE
+    else:
+        assert hardware_module_name(identity) == data

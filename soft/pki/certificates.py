@@ -16,10 +16,13 @@ The profile (docs/pki.md):
 
 import datetime
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
@@ -122,10 +125,14 @@ def parse_hardware_module_name(der: bytes) -> int:
 def load_certificate(data: bytes) -> x509.Certificate:
     """A certificate from PEM or DER bytes (not yet checked against the profile)."""
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as error:
+        with warnings.catch_warnings():
+            # What cryptography still loads but deprecates (a serial number that is not
+            # positive ...) breaks RFC 5280: refused here, not merely warned about.
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            if data.lstrip().startswith(b"-----BEGIN"):
+                return x509.load_pem_x509_certificate(data)
+            return x509.load_der_x509_certificate(data)
+    except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning) as error:
         raise Refused(Reason.MALFORMED, f"not an X.509 certificate: {error}") from None
 
 
@@ -147,13 +154,15 @@ def inspect(certificate: x509.Certificate) -> CertificateInfo:
 
     try:
         return _inspect(certificate, refuse)
-    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) \
-            as error:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType) as error:
         # cryptography parses extensions lazily: a damaged one shows up here.
         raise Refused(Reason.MALFORMED, f"{name}: {error}") from None
 
 
 def _inspect(certificate: x509.Certificate, refuse) -> CertificateInfo:
+    # Parse now every field that later checks read, so that damage is MALFORMED here.
+    certificate.issuer, certificate.not_valid_before_utc, certificate.not_valid_after_utc
     if certificate.version is not x509.Version.v3:
         raise refuse("not an X.509 v3 certificate")
     key = certificate.public_key()
