@@ -17,11 +17,12 @@ ISSUED = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 NOW = ISSUED + datetime.timedelta(days=1)
 
 
-def commission(pki: DemoPki, state: Path, handlers=None) -> ControlModule:
-    """A control module for the PKI's meter in ``state``, commissioned with its anchors."""
+def commission(pki: DemoPki, state: Path, handlers=None, at=NOW) -> ControlModule:
+    """A control module for the PKI's meter in ``state``, commissioned with its anchors
+    at time ``at``."""
     state.mkdir(exist_ok=True)
-    TrustAnchors.commission(state / ANCHORS_FILE, pki.anchors(), at=NOW)
-    return reopen(pki, state, handlers)
+    TrustAnchors.commission(state / ANCHORS_FILE, pki.anchors(), at=at)
+    return reopen(pki, state, handlers, clock=lambda: at)
 
 
 def reopen(pki: DemoPki, state: Path, handlers=None, clock=lambda: NOW) -> ControlModule:

@@ -84,7 +84,7 @@ def test_a_verified_command_reaches_its_handler_and_its_counter_is_on_disk(pki, 
     assert OriginatorCounters(meter.counters.path).last(PARTY_IDENTITIES[Role.SUPPLIER]) == 5
     # A critical command with the broker's MAC, and a lower counter from another originator.
     meter.handle(command(pki, Role.SUPPLIER, MessageCode.DISCONNECT_SUPPLY, 6).to_bytes())
-    meter.handle(command(pki, Role.BROKER, MessageCode.SET_CLOCK, 1).to_bytes())
+    meter.handle(command(pki, Role.BROKER, MessageCode.SET_CLOCK, 1, bytes(8)).to_bytes())
     assert [call[0] for call in meter.recorder.calls][1:] == [MessageCode.DISCONNECT_SUPPLY,
                                                                MessageCode.SET_CLOCK]
 
@@ -115,7 +115,7 @@ def test_signatures_by_the_wrong_role_are_refused(pki, meter):
     assert "network may not read the load profile" in str(refusal)
     _refused(meter, command(pki, Role.NETWORK, MessageCode.DISCONNECT_SUPPLY, 2).to_bytes(),
              Reason.NOT_PERMITTED)
-    _refused(meter, command(pki, Role.MANUFACTURER, MessageCode.SET_CLOCK, 1).to_bytes(),
+    _refused(meter, command(pki, Role.MANUFACTURER, MessageCode.SET_CLOCK, 1, bytes(8)).to_bytes(),
              Reason.NOT_PERMITTED)
     with_agreement_key = SignedCommand.sign(pki.parties[Role.SUPPLIER, Usage.KEY_AGREEMENT].key,
                                             code=MessageCode.READ_ENERGY,
@@ -128,9 +128,9 @@ def test_replayed_equal_and_lowered_counters_are_refused_also_after_a_restart(pk
     accepted = command(pki, Role.SUPPLIER, MessageCode.READ_ENERGY, 10)
     meter.handle(accepted.to_bytes())
     _refused(meter, accepted.to_bytes(), Reason.REPLAYED)
-    _refused(meter, command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 10).to_bytes(),
+    _refused(meter, command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 10, bytes(8)).to_bytes(),
              Reason.REPLAYED)
-    _refused(meter, command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 9).to_bytes(),
+    _refused(meter, command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 9, bytes(8)).to_bytes(),
              Reason.REPLAYED)
     restarted = reopen(pki, tmp_path / "state", meter.recorder.all())
     restarted.recorder = meter.recorder
@@ -190,6 +190,9 @@ def test_unsupported_and_malformed_commands_are_refused(pki, tmp_path):
                             (genuine[:1] + b"\x7f\x7f" + genuine[3:], "unknown message code"),
                             (genuine[:-1], "expected"), (genuine + bytes(3), "expected")]:
         assert says in str(_refused(control, malformed, Reason.MALFORMED))
+    short_clock = command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 1, bytes(3)).to_bytes()
+    assert "SET_CLOCK carries 8 payload bytes, not 3" in str(
+        _refused(control, short_clock, Reason.MALFORMED))
 
 
 def test_a_handler_that_fails_still_uses_up_the_counter(pki, tmp_path):
@@ -327,7 +330,9 @@ def _mutations(max_examples):
            cut=st.integers(min_value=0, max_value=8), code=st.sampled_from(list(MessageCode)))
     def test(pki, tmp_path_factory, position, flips, cut, code):
         control = _fuzz_meter(pki, tmp_path_factory)
-        genuine = command(pki, Role.SUPPLIER, code, 1 << 40, b"payload").to_bytes()
+        length = MESSAGES[code].payload_bytes
+        genuine = command(pki, Role.SUPPLIER, code, 1 << 40,
+                          b"p" * (7 if length is None else length)).to_bytes()
         mutated = bytearray(genuine)
         mutated[position % len(mutated)] ^= flips
         with pytest.raises(Refused):

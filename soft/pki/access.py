@@ -53,18 +53,29 @@ class Message:
     data_object: DataObject
     right: Right
     critical: bool
+    payload_bytes: int | None = 0   #: the payload's fixed length; None: any
+
+
+def _checked_payload(code: "MessageCode", payload: bytes) -> None:
+    expected = MESSAGES[code].payload_bytes
+    if expected is not None and len(payload) != expected:
+        raise Refused(Reason.MALFORMED, f"{code.name} carries {expected} payload bytes, "
+                                        f"not {len(payload)}")
 
 
 MESSAGES = {
     MessageCode.READ_ENERGY: Message(DataObject.ENERGY_REGISTERS, Right.READ, False),
     MessageCode.READ_LOAD_PROFILE: Message(DataObject.LOAD_PROFILE, Right.READ, False),
     MessageCode.READ_VOLTAGE_QUALITY: Message(DataObject.VOLTAGE_QUALITY, Right.READ, False),
-    MessageCode.SET_CLOCK: Message(DataObject.CLOCK, Right.WRITE, False),
-    MessageCode.UPDATE_TARIFF: Message(DataObject.TARIFF, Right.WRITE, True),
+    #: UTC seconds, 8 bytes
+    MessageCode.SET_CLOCK: Message(DataObject.CLOCK, Right.WRITE, False, 8),
+    MessageCode.UPDATE_TARIFF: Message(DataObject.TARIFF, Right.WRITE, True, None),
     MessageCode.DISCONNECT_SUPPLY: Message(DataObject.SUPPLY, Right.EXECUTE, True),
     MessageCode.ARM_RECONNECTION: Message(DataObject.SUPPLY, Right.EXECUTE, True),
-    MessageCode.ACTIVATE_FIRMWARE: Message(DataObject.FIRMWARE, Right.EXECUTE, True),
-    MessageCode.REPLACE_ANCHOR: Message(DataObject.TRUST_ANCHORS, Right.WRITE, True),
+    #: a signed image (:mod:`.firmware`)
+    MessageCode.ACTIVATE_FIRMWARE: Message(DataObject.FIRMWARE, Right.EXECUTE, True, None),
+    #: credentials (:class:`.anchors.Credentials`)
+    MessageCode.REPLACE_ANCHOR: Message(DataObject.TRUST_ANCHORS, Right.WRITE, True, None),
 }
 
 _R, _W, _X, _N = Right.READ, Right.WRITE, Right.EXECUTE, Right.NONE
@@ -94,11 +105,13 @@ ACCESS: dict[DataObject, dict[Role, Right]] = {
 }
 
 
-def check_access(role: Role, code: MessageCode) -> Message:
-    """The message ``code`` is, if ``role`` may send it; else :attr:`Reason.NOT_PERMITTED`."""
+def check_access(role: Role, code: MessageCode, payload: bytes) -> Message:
+    """The message ``code`` is, if ``role`` may send it (else :attr:`Reason.NOT_PERMITTED`)
+    with this ``payload`` (else :attr:`Reason.MALFORMED`)."""
     message = MESSAGES[code]
     if message.right not in ACCESS[message.data_object].get(role, Right.NONE):
         raise Refused(Reason.NOT_PERMITTED, f"a {role.value} may not "
                       f"{message.right.name.lower()} the {message.data_object.value} "
                       f"({code.name})")
+    _checked_payload(code, payload)
     return message

@@ -9,7 +9,8 @@ changes:
 2. a signing anchor holds the originator's identity (:attr:`Reason.UNKNOWN_ORIGINATOR`),
    is within its validity period (:attr:`Reason.EXPIRED`) and its key verifies the signature (:attr:`Reason.BAD_SIGNATURE`);
 3. the anchor's role has the message's right on its data object
-   (:attr:`Reason.NOT_PERMITTED`);
+   (:attr:`Reason.NOT_PERMITTED`), and the payload has the message's length
+   (:attr:`Reason.MALFORMED`);
 4. a critical message carries the broker's MAC (:attr:`Reason.BROKER_MAC_MISSING`),
    and it verifies (:attr:`Reason.BAD_BROKER_MAC`);
 5. the counter is above the originator's last (:attr:`Reason.REPLAYED`);
@@ -94,7 +95,7 @@ class ControlModule:
         if not command.verify_signature(signer.public_key):
             raise Refused(Reason.BAD_SIGNATURE, f"the signature on {command.code.name} (counter "
                           f"{command.counter}) is not by {signer.describe()}")
-        message = check_access(signer.role, command.code)
+        message = check_access(signer.role, command.code, command.payload)
         if message.critical:
             if command.broker_mac is None:
                 raise Refused(Reason.BROKER_MAC_MISSING, f"{command.code.name} is critical and "

@@ -11,7 +11,7 @@ import enum
 
 from refmeter.gateware.security.authority import Authority
 
-__all__ = ["Role", "Usage", "CA_ROLES", "ISSUER", "GATEWARE_SLOT"]
+__all__ = ["Role", "Usage", "CA_ROLES", "ISSUER", "GATEWARE_SLOT", "COMMAND_AUTHORITY"]
 
 
 class Role(enum.Enum):
@@ -51,3 +51,8 @@ ISSUER = {Role.RECOVERY: Role.ROOT, Role.BROKER: Role.BROKER, Role.SUPPLIER: Rol
 GATEWARE_SLOT = {Authority.SUPPLIER: Role.SUPPLIER, Authority.BROKER: Role.BROKER,
                  Authority.NETWORK: Role.NETWORK, Authority.LOCAL: Role.MANUFACTURER,
                  Authority.READING: Role.SUPPLIER}
+
+#: The slot whose key writes a verified command's registers in the gateware, by the
+#: command's originator: each party's own (the inverse of GATEWARE_SLOT for them).
+COMMAND_AUTHORITY = {role: authority for authority, role in GATEWARE_SLOT.items()
+                     if authority.slot_name == role.value}
