@@ -75,7 +75,9 @@ def test_firmware_sign_verify_activate_and_refusals(pki_dir, tmp_path, capsys):
     assert "sign needs --version" in capsys.readouterr().err
 
 
+@pytest.mark.extended   # a second simulated meter, over TCP: 5 s on an idle machine, a minute on a busy one
 def test_commission_provisions_agreed_keys_that_the_existing_commands_use(pki_dir, tmp_path):
+    """The API path is in the default run (tests/test_pki_meter.py); this is the command's."""
     require_simulator("verilator")
     state = tmp_path / "state"
     with served_simulation("--simulator", "verilator", "--seal-open") as (_, url):
