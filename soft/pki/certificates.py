@@ -15,6 +15,7 @@ The profile (docs/pki.md):
 """
 
 import datetime
+import functools
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class CertificateInfo:
     key_id: bytes               #: subject key identifier
     issuer_key_id: bytes | None  #: authority key identifier (None on the root)
 
-    @property
+    @functools.cached_property   # loading a key checks its point: once per certificate
     def public_key(self) -> ec.EllipticCurvePublicKey:
         key = self.certificate.public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey)  # inspect() checked it
