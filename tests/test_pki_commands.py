@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from refmeter.gateware.meter import DEMO_METER_ID
-from refmeter.soft.pki.access import ACCESS, MESSAGES, DataObject, MessageCode, Right
+from refmeter.soft.pki.access import (ACCESS, MESSAGES, DataObject, MessageCode, Right,
+                                     access_markdown)
 from refmeter.soft.pki.anchors import Credentials
 from refmeter.soft.pki.control import ANCHORS_FILE, COUNTERS_FILE
 from refmeter.soft.pki.counters import OriginatorCounters
@@ -213,6 +214,10 @@ def test_the_access_table_covers_every_object_and_role_and_every_message_is_used
     assert set(MESSAGES) == set(MessageCode)
     assert Right.READ in ACCESS[DataObject.VOLTAGE_QUALITY][Role.NETWORK]
     assert Right.READ not in ACCESS[DataObject.LOAD_PROFILE][Role.NETWORK]
+
+
+def test_the_documented_access_table_is_the_one_enforced():
+    assert access_markdown() in (Path(__file__).parent.parent / "docs" / "pki.md").read_text()
 
 
 # -- durable state ----------------------------------------------------------------------

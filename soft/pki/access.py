@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from .errors import Reason, Refused
 from .roles import Role
 
-__all__ = ["Right", "DataObject", "MessageCode", "Message", "MESSAGES", "ACCESS", "check_access"]
+__all__ = ["Right", "DataObject", "MessageCode", "Message", "MESSAGES", "ACCESS", "check_access",
+           "access_markdown"]
 
 
 class Right(enum.Flag):
@@ -115,3 +116,15 @@ def check_access(role: Role, code: MessageCode, payload: bytes) -> Message:
                       f"({code.name})")
     _checked_payload(code, payload)
     return message
+
+
+def access_markdown() -> str:
+    """The access table as docs/pki.md prints it (a test keeps the page current)."""
+    roles = list(next(iter(ACCESS.values())))
+    lines = ["| data object | " + " | ".join(role.value for role in roles) + " |",
+             "|---|" + "---|" * len(roles)]
+    for data_object, rights in ACCESS.items():
+        cells = ["".join(letter for right, letter in ((_R, "R"), (_W, "W"), (_X, "X"))
+                         if right in rights[role]) or "–" for role in roles]
+        lines.append(f"| {data_object.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
