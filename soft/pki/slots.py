@@ -1,12 +1,12 @@
 """A/B firmware slots with fallback: which image the FPGA boots, as a small state
 machine, and the store that keeps the slots and that state durably.
 
-The model is of the iCE40's warm boot (``SB_WARMBOOT``: image 0 in the
+The gateware boot image, ``refmeter.gateware.boot.BootSelector``, implements the
+same table and is tested against this model. The model is of the iCE40's warm boot (``SB_WARMBOOT``: image 0 in the
 configuration flash is a small golden boot image that picks image 1 or 2 with
 S1 S0 and pulses BOOT) and of the ECP5's multiboot (a golden image that jumps to
 a primary or falls back to itself): the boot image reads :class:`BootRecord` and
-picks the slot :func:`boot` says. It is a Python model of that logic, and the
-specification a gateware boot image would implement:
+picks the slot :func:`boot` says:
 
 ======================  ==============================  ===========================
 record                  boot                            afterwards
@@ -55,6 +55,10 @@ class BootRecord:
     active: Slot               #: the last confirmed image
     trial: Slot | None = None  #: a verified image to try once
     tried: bool = False        #: the trial has been booted and has not confirmed
+
+    def __post_init__(self) -> None:
+        if self.trial is self.active or (self.tried and self.trial is None):
+            raise ValueError(f"not a boot record: {self}")
 
 
 def activate(record: BootRecord) -> BootRecord:
