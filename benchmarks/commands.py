@@ -45,11 +45,16 @@ def _per_second(operation: Callable[[int], object], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _commands(pki: DemoPki, code: MessageCode, count: int, critical: bool) -> list[bytes]:
+def _broker_mac_key(pki: DemoPki) -> bytes:
+    """The broker's side of its MAC key with the meter."""
     meter = pki.parties[Role.METER, Usage.KEY_AGREEMENT].info
-    mac_key = derive_key(pki.parties[Role.BROKER, Usage.KEY_AGREEMENT].key, meter.public_key,
-                         purpose=BROKER_MAC_PURPOSE, remote_identity=PARTY_IDENTITIES[Role.BROKER],
-                         meter_identity=DEMO_METER_ID)
+    return derive_key(pki.parties[Role.BROKER, Usage.KEY_AGREEMENT].key, meter.public_key,
+                      purpose=BROKER_MAC_PURPOSE, remote_identity=PARTY_IDENTITIES[Role.BROKER],
+                      meter_identity=DEMO_METER_ID)
+
+
+def _commands(pki: DemoPki, code: MessageCode, count: int, critical: bool) -> list[bytes]:
+    mac_key = _broker_mac_key(pki)
     signed = []
     for counter in range(1, count + 1):
         command = SignedCommand.sign(pki.parties[Role.SUPPLIER, Usage.SIGNING].key, code=code,
@@ -80,13 +85,10 @@ def benchmark(count: int, disk_count: int, state_root: Path) -> str:
     def row(step: str, where: str, rate: float) -> None:
         rows.append((step, where, f"{rate:,.0f}", f"{1e6 / rate:,.1f}"))
 
-    with tempfile.TemporaryDirectory(dir=state_root) as scratch:
-        control = _control(pki, Path(scratch) / "mac")
-        row("ECDSA P-256 verify", "-", _per_second(
-            lambda i: parsed[i].verify_signature(supplier), count))
-        row("AES-CMAC verify", "-", _per_second(
-            lambda i: parsed[i].verify_broker_mac(control._broker_mac_key), count))
-        row("parse", "-", _per_second(lambda i: SignedCommand.parse(critical[i]), count))
+    mac_key = _broker_mac_key(pki)
+    row("ECDSA P-256 verify", "-", _per_second(lambda i: parsed[i].verify_signature(supplier), count))
+    row("AES-CMAC verify", "-", _per_second(lambda i: parsed[i].verify_broker_mac(mac_key), count))
+    row("parse", "-", _per_second(lambda i: SignedCommand.parse(critical[i]), count))
     for where, root, commands_here in places:
         with tempfile.TemporaryDirectory(dir=root) as scratch:
             counters = OriginatorCounters(Path(scratch) / "counters.json")

@@ -370,3 +370,27 @@ def test_fuzz_the_credentials_parser(data):
         Credentials.parse(data)
     except Refused as refusal:
         assert refusal.reason is Reason.MALFORMED
+
+
+def _replacement_mutations(max_examples):
+    """Credentials under a genuine signature and MAC (a party may send junk): mutated,
+    they reach path validation, which must refuse cleanly."""
+    @settings(FUZZ, max_examples=max_examples)
+    @given(edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)),
+                          min_size=1, max_size=3))
+    def test(pki, tmp_path_factory, edits):
+        control = _fuzz_meter(pki, tmp_path_factory)
+        new = pki.parties[Role.SUPPLIER, Usage.SIGNING].certificate
+        payload = bytearray(pki.credentials(new).to_bytes())
+        for position, flips in edits:
+            payload[position % len(payload)] ^= flips
+        try:
+            control.anchors.check_replacement(Role.RECOVERY, Credentials.parse(bytes(payload)),
+                                              at=NOW)
+        except Refused:
+            pass
+    return test
+
+
+test_fuzz_mutated_credentials_are_refused_cleanly = _replacement_mutations(150)
+test_fuzz_mutated_credentials_long = pytest.mark.extended(_replacement_mutations(5_000))

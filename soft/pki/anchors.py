@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .certificates import CertificateInfo, inspect, load_certificate
+from .certificates import CertificateInfo, inspect, load_certificate, strict_parsing
 from .durable import write_durably
 from .errors import Reason, Refused
 from .roles import Role, Usage
@@ -77,15 +77,20 @@ class Credentials:
             if kind == 1:
                 certificates.append(load_certificate(der))
             elif kind == 2:
-                try:
-                    crls.append(x509.load_der_x509_crl(der))
-                except ValueError as error:
-                    raise Refused(Reason.MALFORMED, f"not a CRL: {error}") from None
+                crls.append(_load_crl(der))
             else:
                 raise Refused(Reason.MALFORMED, f"unknown credentials item kind {kind}")
         if not certificates:
             raise Refused(Reason.MALFORMED, "the credentials hold no certificate")
         return cls(certificates[0], tuple(certificates[1:]), tuple(crls))
+
+
+def _load_crl(der: bytes) -> x509.CertificateRevocationList:
+    with strict_parsing("not a CRL"):
+        crl = x509.load_der_x509_crl(der)
+        # Parse now what validation reads, so that damage is MALFORMED here.
+        crl.issuer, crl.last_update_utc, crl.next_update_utc, list(crl)
+        return crl
 
 
 class TrustAnchors:

@@ -14,16 +14,17 @@ The profile (docs/pki.md):
   subjectAltName otherName hardwareModuleName (RFC 4108) as hwSerialNum.
 """
 
+import contextlib
 import datetime
 import functools
 import hashlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
@@ -31,7 +32,7 @@ from .errors import Reason, Refused
 from .roles import CA_ROLES, Role, Usage
 
 __all__ = ["HARDWARE_MODULE_NAME", "REFMETER_HARDWARE_TYPE", "KEY_ID_BYTES", "CertificateInfo",
-           "key_identifier", "hardware_module_name", "parse_hardware_module_name", "inspect",
+           "strict_parsing", "key_identifier", "hardware_module_name", "parse_hardware_module_name", "inspect",
            "load_certificate", "issue"]
 
 #: id-on-hardwareModuleName (RFC 4108).
@@ -123,42 +124,40 @@ def parse_hardware_module_name(der: bytes) -> int:
     return int.from_bytes(der[len(prefix):], "big")
 
 
-def load_certificate(data: bytes) -> x509.Certificate:
-    """A certificate from PEM or DER bytes (not yet checked against the profile)."""
+@contextlib.contextmanager
+def strict_parsing(what: str) -> Iterator[None]:
+    """Turn whatever cryptography raises or warns about damaged DER (it parses some
+    fields lazily, and loads but deprecates others that break RFC 5280) into
+    :attr:`Reason.MALFORMED`, naming ``what``."""
     try:
         with warnings.catch_warnings():
-            # What cryptography still loads but deprecates (a serial number that is not
-            # positive ...) breaks RFC 5280: refused here, not merely warned about.
-            warnings.simplefilter("error", CryptographyDeprecationWarning)
-            if data.lstrip().startswith(b"-----BEGIN"):
-                return x509.load_pem_x509_certificate(data)
-            return x509.load_der_x509_certificate(data)
-    except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning) as error:
-        raise Refused(Reason.MALFORMED, f"not an X.509 certificate: {error}") from None
+            warnings.simplefilter("error")
+            yield
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+            x509.DuplicateExtension, x509.UnsupportedGeneralNameType, Warning) as error:
+        raise Refused(Reason.MALFORMED, f"{what}: {error}") from None
 
 
-def _subject_text(certificate: x509.Certificate) -> str:
-    try:
-        return certificate.subject.rfc4514_string()
-    except ValueError:
-        return "a certificate with an unreadable subject"
+def load_certificate(data: bytes) -> x509.Certificate:
+    """A certificate from PEM or DER bytes (not yet checked against the profile)."""
+    with strict_parsing("not an X.509 certificate"):
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
 
 
 def inspect(certificate: x509.Certificate) -> CertificateInfo:
     """Check ``certificate`` against the profile and say what it holds; raise
     :class:`Refused` (:attr:`Reason.BAD_PROFILE`, or :attr:`Reason.MALFORMED` for
-    extensions that do not parse) naming the first rule it breaks."""
-    name = _subject_text(certificate)
+    parts that do not parse) naming the first rule it breaks."""
+    with strict_parsing("a certificate with an unreadable subject"):
+        name = certificate.subject.rfc4514_string()
 
     def refuse(rule: str) -> Refused:
         return Refused(Reason.BAD_PROFILE, f"{name}: {rule}")
 
-    try:
+    with strict_parsing(name):
         return _inspect(certificate, refuse)
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
-            x509.UnsupportedGeneralNameType) as error:
-        # cryptography parses extensions lazily: a damaged one shows up here.
-        raise Refused(Reason.MALFORMED, f"{name}: {error}") from None
 
 
 def _inspect(certificate: x509.Certificate, refuse) -> CertificateInfo:

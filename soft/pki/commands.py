@@ -149,6 +149,9 @@ def _commission(args: argparse.Namespace) -> None:
 def _cmd_firmware(args: argparse.Namespace) -> int:
     pki = DemoPki.load(args.pki)
     manufacturer = pki.parties[Role.MANUFACTURER, Usage.SIGNING]
+    signer = pki.credentials(manufacturer.certificate)
+    validate_path(signer.certificate, signer.intermediates, pki.root.certificate, signer.crls,
+                  at=_utc_now())
     data = args.image.read_bytes()
     if args.action == "sign":
         _require(args, "version")

@@ -36,7 +36,7 @@ from .certificates import format_identity
 from .counters import OriginatorCounters
 from .errors import Reason, Refused
 from .message import SignedCommand
-from .roles import Role, Usage
+from .roles import GATEWARE_SLOT, Role, Usage
 from .validation import check_validity
 
 __all__ = ["Handler", "ControlModule", "ANCHORS_FILE", "COUNTERS_FILE"]
@@ -77,7 +77,7 @@ class ControlModule:
         """The gateware slots' keys, agreed with the parties the anchors name:
         commissioning provisions them (``provision(meter, control.keyset())``)."""
         parties = {role: self.anchors[role, Usage.KEY_AGREEMENT]
-                   for role in (Role.SUPPLIER, Role.BROKER, Role.NETWORK, Role.MANUFACTURER)}
+                   for role in set(GATEWARE_SLOT.values())}
         return derive_keyset(self._key_agreement_key, self.identity, parties)
 
     def handle(self, data: bytes) -> bytes:

@@ -125,8 +125,8 @@ class DemoPki:
     # -- files ------------------------------------------------------------------------
 
     @staticmethod
-    def _folder(role: Role, ca: bool) -> str:
-        return role.value if role is Role.ROOT or not ca else f"ca-{role.value}"
+    def _ca_folder(role: Role) -> str:
+        return role.value if role is Role.ROOT else f"ca-{role.value}"
 
     def save(self, directory: Path) -> None:
         """Write the PKI into ``directory``, which must not exist or be empty."""
@@ -134,7 +134,7 @@ class DemoPki:
         if directory.exists() and any(directory.iterdir()):
             raise ValueError(f"{directory} is not empty: a PKI is never written over another")
         for role, ca in [(Role.ROOT, self.root), *self.cas.items()]:
-            folder = directory / self._folder(role, ca=True)
+            folder = directory / self._ca_folder(role)
             _write_pair(folder, "certificate", "private-key", ca)
             (folder / "crl.pem").write_bytes(self.crls[role].public_bytes(serialization.Encoding.PEM))
         for (role, usage), pair in self.parties.items():
@@ -145,7 +145,7 @@ class DemoPki:
         directory = Path(directory)
         try:
             root = _read_pair(directory / "root", "certificate", "private-key")
-            cas = {role: _read_pair(directory / cls._folder(role, ca=True), "certificate",
+            cas = {role: _read_pair(directory / cls._ca_folder(role), "certificate",
                                     "private-key") for role in CA_ROLES - {Role.ROOT}}
             parties = {}
             for role in PARTY_IDENTITIES.keys() | {Role.METER}:
@@ -154,7 +154,7 @@ class DemoPki:
                         parties[role, usage] = _read_pair(directory / role.value, usage.value,
                                                           f"{usage.value}.key")
             crls = {role: x509.load_pem_x509_crl(
-                (directory / cls._folder(role, ca=True) / "crl.pem").read_bytes())
+                (directory / cls._ca_folder(role) / "crl.pem").read_bytes())
                 for role in CA_ROLES}
         except OSError as error:
             raise ValueError(f"{directory} is not a complete refmeter PKI: {error}") from None
