@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from hypothesis import given, settings, strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -16,15 +17,16 @@ from refmeter.gateware.security.authority import Authority
 from refmeter.soft.pki.agreement import (ALGORITHM_ID, agree, derive_keyset, other_info,
                                          party_keys)
 from refmeter.soft.pki.certificates import (HARDWARE_MODULE_NAME, REFMETER_HARDWARE_TYPE,
-                                            hardware_module_name, inspect, issue, key_identifier)
+                                            hardware_module_name, inspect, issue, key_identifier,
+                                            load_certificate, parse_hardware_module_name)
 from refmeter.soft.pki.demo import PARTY_IDENTITIES, DemoPki, issue_crl
 from refmeter.soft.pki.errors import Reason, Refused
 from refmeter.soft.pki.roles import GATEWARE_SLOT, Role, Usage
 from refmeter.soft.pki.validation import validate_path
 
-from pki_helpers import ISSUED, NOW
-
 import cryptography_vectors
+
+from pki_helpers import ISSUED, NOW
 
 
 @pytest.fixture(scope="module")
@@ -315,10 +317,6 @@ def test_agreement_refuses_signing_certificates_and_other_curves(pki):
 
 
 # -- fuzzing ----------------------------------------------------------------------------
-
-from hypothesis import given, settings, strategies as st   # noqa: E402
-
-from refmeter.soft.pki.certificates import load_certificate, parse_hardware_module_name  # noqa: E402
 
 FUZZ = settings(max_examples=200, deadline=None, database=None)
 

@@ -333,8 +333,8 @@ def _mutations(max_examples):
     @settings(FUZZ, max_examples=max_examples)
     @given(position=st.integers(min_value=0), flips=st.integers(min_value=1, max_value=255),
            cut=st.integers(min_value=0, max_value=8), code=st.sampled_from(list(MessageCode)))
-    def test(pki, tmp_path_factory, position, flips, cut, code):
-        control = _fuzz_meter(pki, tmp_path_factory)
+    def test(pki, fuzz_meter, position, flips, cut, code):
+        control = fuzz_meter
         length = MESSAGES[code].payload_bytes
         genuine = command(pki, Role.SUPPLIER, code, 1 << 40,
                           b"p" * (7 if length is None else length)).to_bytes()
@@ -346,17 +346,14 @@ def _mutations(max_examples):
     return test
 
 
-_fuzz_meters = {}
-
-
-def _fuzz_meter(pki, tmp_path_factory):
-    """One commissioned meter per PKI for every example (commissioning per example
-    would spend the time budget on key files)."""
-    if id(pki) not in _fuzz_meters:
-        control = commission(pki, tmp_path_factory.mktemp("fuzz") / "state", Recorder().all())
-        control.recorder = Recorder()
-        _fuzz_meters[id(pki)] = control
-    return _fuzz_meters[id(pki)]
+@pytest.fixture(scope="module")
+def fuzz_meter(pki, tmp_path_factory):
+    """One commissioned meter for every example (commissioning per example would spend
+    the time budget on key files); the examples must leave it as they found it."""
+    recorder = Recorder()
+    control = commission(pki, tmp_path_factory.mktemp("fuzz") / "state", recorder.all())
+    control.recorder = recorder
+    return control
 
 
 test_fuzz_every_mutation_of_a_signed_command_is_refused = _mutations(150)
@@ -378,8 +375,8 @@ def _replacement_mutations(max_examples):
     @settings(FUZZ, max_examples=max_examples)
     @given(edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)),
                           min_size=1, max_size=3))
-    def test(pki, tmp_path_factory, edits):
-        control = _fuzz_meter(pki, tmp_path_factory)
+    def test(pki, fuzz_meter, edits):
+        control = fuzz_meter
         new = pki.parties[Role.SUPPLIER, Usage.SIGNING].certificate
         payload = bytearray(pki.credentials(new).to_bytes())
         for position, flips in edits:
