@@ -17,7 +17,6 @@ shows what the checks cost without the disk. Figures go in docs/performance.md.
 import argparse
 import datetime
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable

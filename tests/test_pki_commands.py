@@ -16,7 +16,7 @@ from refmeter.gateware.meter import DEMO_METER_ID
 from refmeter.soft.pki.access import (ACCESS, MESSAGES, DataObject, MessageCode, Right,
                                      access_markdown)
 from refmeter.soft.pki.anchors import Credentials
-from refmeter.soft.pki.control import ANCHORS_FILE, COUNTERS_FILE
+from refmeter.soft.pki.control import COUNTERS_FILE
 from refmeter.soft.pki.counters import OriginatorCounters
 from refmeter.soft.pki.demo import PARTY_IDENTITIES, DemoPki, issue_crl
 from refmeter.soft.pki.durable import write_durably

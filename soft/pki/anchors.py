@@ -11,7 +11,7 @@ itself is replaced only by recovery, since a CA key does not sign commands.
 import datetime
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
