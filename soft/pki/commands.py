@@ -19,7 +19,7 @@ from .certificates import CertificateInfo, format_identity, inspect, load_certif
 from .control import ANCHORS_FILE, ControlModule
 from .demo import DemoPki
 from .firmware import ImageKind, sign_image, verify_image
-from .roles import Role, Usage
+from .roles import ISSUER, Role, Usage
 from .slots import FirmwareSlots
 from .validation import validate_path
 
@@ -118,9 +118,11 @@ def _explain(info: CertificateInfo) -> str:
     if info.role is Role.ROOT:
         return f"the root CA, self-signed, which certifies the role CAs; {dates}"
     if info.is_ca:
-        return f"the {info.role.value} CA, which certifies {info.role.value} certificates; {dates}"
-    does = {Usage.SIGNING: "signs (digitalSignature: commands, firmware)",
-            Usage.KEY_AGREEMENT: "agrees keys (keyAgreement: ECDH with the meter)"}[info.usage]
+        certified = " and ".join(role.value for role, issuer in ISSUER.items()
+                                 if issuer is info.role)
+        return f"the {info.role.value} CA, which certifies {certified} certificates; {dates}"
+    does = {Usage.SIGNING: "signs (digitalSignature)",
+            Usage.KEY_AGREEMENT: "agrees keys (keyAgreement: static ECDH)"}[info.usage]
     return (f"{info.role.value} {format_identity(info.identity)}'s {info.usage.value} "
             f"certificate: a P-256 key that {does}; key id {info.key_id.hex()}; {dates}")
 
