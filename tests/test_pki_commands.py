@@ -301,6 +301,13 @@ def test_anchor_replacements_that_are_refused_change_nothing(pki, meter):
     stranger = certificate(Role.SUPPLIER, Usage.SIGNING, source=other)
     _refused(meter, command(pki, Role.SUPPLIER, MessageCode.REPLACE_ANCHOR, 1,
                             other.credentials(stranger).to_bytes()).to_bytes(), Reason.UNTRUSTED)
+    # A network signing certificate with the supplier's identity would make the
+    # supplier's commands ambiguous.
+    twin = pki.certify(ec.generate_private_key(ec.SECP256R1()), Role.NETWORK, Usage.SIGNING,
+                       at=ISSUED, until=NOW + datetime.timedelta(days=30),
+                       identity=PARTY_IDENTITIES[Role.SUPPLIER]).certificate
+    assert "share the identity" in str(
+        _refused(meter, _replacement(pki, Role.RECOVERY, twin, 1), Reason.WRONG_ROLE))
     # A supplier cannot take over the root; recovery can.
     _refused(meter, _replacement(pki, Role.SUPPLIER, other.root.certificate, 1), Reason.WRONG_ROLE)
     meter.handle(_replacement(pki, Role.RECOVERY, other.root.certificate, 1))

@@ -18,7 +18,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .certificates import CertificateInfo, inspect, load_certificate, strict_parsing
+from .certificates import (CertificateInfo, format_identity, inspect, load_certificate,
+                           strict_parsing)
 from .durable import write_durably
 from .errors import Reason, Refused
 from .roles import Role, Usage
@@ -93,6 +94,20 @@ def _load_crl(der: bytes) -> x509.CertificateRevocationList:
         return crl
 
 
+def _check_identities(anchors: Mapping[Slot, CertificateInfo]) -> None:
+    """A command's originator names one signing anchor: no two roles share an identity."""
+    roles_by_identity: dict[int, set[Role]] = {}
+    for (role, usage), info in anchors.items():
+        if usage is Usage.SIGNING:
+            roles_by_identity.setdefault(info.identity, set()).add(role)
+    shared = {identity: roles for identity, roles in roles_by_identity.items() if len(roles) > 1}
+    if shared:
+        identity, roles = next(iter(shared.items()))
+        names = " and ".join(sorted(role.value for role in roles))
+        raise Refused(Reason.WRONG_ROLE, f"the signing anchors of {names} "
+                                         f"would share the identity {format_identity(identity)}")
+
+
 class TrustAnchors:
     """The anchors in one JSON file, ``{"<role>/<usage>": "<PEM>"}``."""
 
@@ -114,6 +129,7 @@ class TrustAnchors:
         if missing:
             raise ValueError(f"commissioning needs every anchor; missing {', '.join(missing)}")
         root = anchors[Role.ROOT, Usage.CERTIFICATION].certificate
+        infos = {}
         for slot in SLOTS:
             credentials = anchors[slot]
             info = validate_path(credentials.certificate, credentials.intermediates, root,
@@ -121,6 +137,8 @@ class TrustAnchors:
             if (info.role, info.usage) != slot:
                 raise Refused(Reason.WRONG_ROLE, f"{info.describe()} cannot fill the "
                                                  f"{_slot_name(slot)} slot")
+            infos[slot] = info
+        _check_identities(infos)
         cls._write(Path(path), {slot: anchors[slot].certificate for slot in SLOTS})
         return cls(path)
 
@@ -156,6 +174,7 @@ class TrustAnchors:
             raise Refused(Reason.WRONG_ROLE, f"a {originator.value} cannot replace the "
                                              f"{_slot_name(slot)} anchor: only its own role or "
                                              f"recovery")
+        _check_identities(self._anchors | {slot: new})
         return new
 
     def replace(self, new: CertificateInfo) -> None:
