@@ -25,11 +25,12 @@ def commission(pki: DemoPki, state: Path, handlers=None, at=NOW) -> ControlModul
     return reopen(pki, state, handlers, clock=lambda: at)
 
 
-def reopen(pki: DemoPki, state: Path, handlers=None, clock=lambda: NOW) -> ControlModule:
+def reopen(pki: DemoPki, state: Path, handlers=None, clock=lambda: NOW,
+           on_keys_changed=lambda old, new: None) -> ControlModule:
     """The control module on ``state`` as a restart finds it."""
     return ControlModule(state, identity=DEMO_METER_ID,
                          key_agreement_key=pki.parties[Role.METER, Usage.KEY_AGREEMENT].key,
-                         handlers=handlers or {}, clock=clock)
+                         handlers=handlers or {}, clock=clock, on_keys_changed=on_keys_changed)
 
 
 def command(pki: DemoPki, role: Role, code: MessageCode, counter: int, payload: bytes = b"", *,

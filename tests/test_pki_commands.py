@@ -261,15 +261,21 @@ def _replacement(pki: DemoPki, sender: Role, certificate, counter: int, crls=Non
 
 def test_a_role_replaces_its_own_anchor_and_the_new_key_takes_over(pki, meter, tmp_path):
     old_keys = meter.keyset()
+    changes = []
+    control = reopen(pki, tmp_path / "state",
+                     on_keys_changed=lambda old, new: changes.append((old, new)))
     new = pki.certify(ec.generate_private_key(ec.SECP256R1()), Role.SUPPLIER, Usage.KEY_AGREEMENT,
                       at=ISSUED, until=NOW + datetime.timedelta(days=30),
                       identity=PARTY_IDENTITIES[Role.SUPPLIER])
-    meter.handle(_replacement(pki, Role.SUPPLIER, new.certificate, 1))
+    control.handle(_replacement(pki, Role.SUPPLIER, new.certificate, 1))
     restarted = reopen(pki, tmp_path / "state")
     assert restarted.anchors[Role.SUPPLIER, Usage.KEY_AGREEMENT].certificate == new.certificate
     changed = {authority for authority in old_keys.keys
                if old_keys.key(authority) != restarted.keyset().key(authority)}
     assert {authority.slot_name for authority in changed} == {"supplier", "reading"}
+    # The gateware is told, with both key sets (docs/pki.md: GatewareLink.rekey).
+    assert [(old.keys, new.keys) for old, new in changes] == \
+        [(old_keys.keys, restarted.keyset().keys)]
 
 
 def test_a_new_signing_anchor_retires_the_old_key(pki, meter):

@@ -7,6 +7,7 @@ agreement."""
 import datetime
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from refmeter.gateware.security.authority import Authority
 from refmeter.gateware.security.frames import SealKind
@@ -14,14 +15,16 @@ from refmeter.sim import verilator
 from refmeter.sim.simulators import open_simulation
 from refmeter.soft.device import Meter
 from refmeter.soft.pki.access import MessageCode
+from refmeter.soft.errors import MeterError
 from refmeter.soft.pki.agreement import party_keys
+from refmeter.soft.pki.control import ControlModule
 from refmeter.soft.pki.demo import PARTY_IDENTITIES, DemoPki
 from refmeter.soft.pki.errors import Reason, Refused
-from refmeter.soft.pki.handlers import meter_handlers
+from refmeter.soft.pki.handlers import GatewareLink
 from refmeter.soft.pki.roles import Role, Usage
 from refmeter.soft.security import provision, seal_reading
 
-from pki_helpers import command, commission, reopen
+from pki_helpers import command, commission
 
 
 def test_commissioning_then_signed_commands_reach_the_gateware(tmp_path):
@@ -34,8 +37,10 @@ def test_commissioning_then_signed_commands_reach_the_gateware(tmp_path):
         state = tmp_path / "state"
         keys = commission(pki, state, at=yesterday + datetime.timedelta(hours=1)).keyset()
         provision(meter, keys)
-        control = reopen(pki, state, meter_handlers(meter, keys),
-                         clock=lambda: datetime.datetime.now(datetime.timezone.utc))
+        gateware = GatewareLink(meter, keys)
+        control = ControlModule(state, identity=meter_id, handlers=gateware.handlers(),
+                                key_agreement_key=pki.parties[Role.METER, Usage.KEY_AGREEMENT].key,
+                                on_keys_changed=gateware.rekey)
 
         target = 2_000_000_000
         reply = control.handle(command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 1,
@@ -56,9 +61,30 @@ def test_commissioning_then_signed_commands_reach_the_gateware(tmp_path):
         assert int(meter.read("invocation_counter_network")) == 0
 
         # The supplier checks the meter's sealed reading with the key its side agreed.
+        meter_certificate = pki.parties[Role.METER, Usage.KEY_AGREEMENT].info
         supplier = pki.parties[Role.SUPPLIER, Usage.KEY_AGREEMENT]
-        reading_key = party_keys(Role.SUPPLIER, supplier.key, PARTY_IDENTITIES[Role.SUPPLIER],
-                                 pki.parties[Role.METER, Usage.KEY_AGREEMENT].info)[Authority.READING]
+        agreed = party_keys(Role.SUPPLIER, supplier.key, PARTY_IDENTITIES[Role.SUPPLIER],
+                            meter_certificate)
         sealed = seal_reading(meter, SealKind.SNAPSHOT)
-        sealed.verify(reading_key)
+        sealed.verify(agreed[Authority.READING])
         assert sealed.snapshot["utc_seconds"] >= target
+
+        # The supplier replaces its key-agreement key: the gateware's supplier and
+        # reading slots move to the keys agreed with the new one, under the old ones.
+        new_key = ec.generate_private_key(ec.SECP256R1())
+        new = pki.certify(new_key, Role.SUPPLIER, Usage.KEY_AGREEMENT, at=yesterday,
+                          until=yesterday + datetime.timedelta(days=30),
+                          identity=PARTY_IDENTITIES[Role.SUPPLIER])
+        control.handle(command(pki, Role.SUPPLIER, MessageCode.REPLACE_ANCHOR, 2,
+                               pki.credentials(new.certificate).to_bytes()).to_bytes())
+        assert int(meter.read("invocation_counter_supplier")) == 2   # the key change
+        renewed = party_keys(Role.SUPPLIER, new_key, PARTY_IDENTITIES[Role.SUPPLIER],
+                             meter_certificate)
+        assert renewed[Authority.SUPPLIER] != agreed[Authority.SUPPLIER]
+        control.handle(command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 3,
+                               target.to_bytes(8, "big")).to_bytes())
+        assert int(meter.read("invocation_counter_supplier")) == 3
+        sealed = seal_reading(meter, SealKind.SNAPSHOT)
+        sealed.verify(renewed[Authority.READING])
+        with pytest.raises(MeterError):
+            sealed.verify(agreed[Authority.READING])

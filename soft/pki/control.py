@@ -19,7 +19,9 @@ changes:
 
 Then the counter is written durably, and only then the handler runs. A handler
 that fails has still used up the counter (as the gateware's commands do), so a
-verified command can never be played twice.
+verified command can never be played twice. A new key-agreement anchor changes the
+slot keys agreed with it: ``on_keys_changed(old, new)`` then carries them to the
+gateware (:meth:`.handlers.GatewareLink.rekey`).
 """
 
 import datetime
@@ -59,6 +61,7 @@ class ControlModule:
     def __init__(self, state_dir: Path, *, identity: int,
                  key_agreement_key: ec.EllipticCurvePrivateKey,
                  handlers: Mapping[MessageCode, Handler],
+                 on_keys_changed: Callable[[KeySet, KeySet], None] = lambda old, new: None,
                  clock: Callable[[], datetime.datetime] = _utc_now):
         state_dir = Path(state_dir)
         self.identity = identity
@@ -66,6 +69,7 @@ class ControlModule:
         self.counters = OriginatorCounters(state_dir / COUNTERS_FILE)
         self._key_agreement_key = key_agreement_key
         self._handlers = dict(handlers)
+        self._on_keys_changed = on_keys_changed
         self._clock = clock
         self._broker_mac_key = self._derive_broker_mac_key()
 
@@ -108,9 +112,11 @@ class ControlModule:
             new = self.anchors.check_replacement(signer.role, Credentials.parse(command.payload),
                                                  at=self._clock())
             self.counters.advance(command.originator, command.counter)
+            old_keys = self.keyset()
             self.anchors.replace(new)
-            if (new.role, new.usage) == (Role.BROKER, Usage.KEY_AGREEMENT):
+            if new.usage is Usage.KEY_AGREEMENT:
                 self._broker_mac_key = self._derive_broker_mac_key()
+                self._on_keys_changed(old_keys, self.keyset())
             return b""
         handler = self._handlers.get(command.code)
         if handler is None:

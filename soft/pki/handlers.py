@@ -1,6 +1,6 @@
-"""Handlers that carry verified commands to the meter's gateware: the control
-module checks who may do what, the gateware's security unit then checks the
-authenticated register write under the originator's own slot key."""
+"""The link from verified commands to the meter's gateware: the control module
+checks who may do what, the gateware's security unit then checks the
+authenticated register writes under the originator's own slot key."""
 
 from ..device import Meter
 from ..security import KeySet, send_command
@@ -9,24 +9,41 @@ from .control import Handler
 from .message import SignedCommand
 from .roles import COMMAND_AUTHORITY, Role
 
-__all__ = ["meter_handlers"]
+__all__ = ["GatewareLink"]
 
 
-def meter_handlers(meter: Meter, keys: KeySet) -> dict[MessageCode, Handler]:
-    """The messages this meter's gateware can carry out today, for ``meter``
-    provisioned with ``keys`` (the keys :meth:`ControlModule.keyset` agreed).
+class GatewareLink:
+    """The meter's gateware as the control module drives it, and the slot keys it
+    holds: ``keys`` are the ones provisioned (:meth:`ControlModule.keyset`), and
+    :meth:`rekey` keeps them current when a key-agreement anchor changes."""
 
-    * SET_CLOCK (8 bytes, UTC seconds): an authenticated ``utc_set`` write under
-      the originator's slot; the reply is the meter's clock after it, 8 bytes.
-    * READ_ENERGY: the reply is total +A and -A, Wh, 8 bytes each.
-    """
-    def set_clock(command: SignedCommand, role: Role) -> bytes:
-        send_command(meter, keys, COMMAND_AUTHORITY[role], "utc_set",
+    def __init__(self, meter: Meter, keys: KeySet):
+        self.meter = meter
+        self.keys = keys
+
+    def handlers(self) -> dict[MessageCode, Handler]:
+        """The messages the gateware can carry out today.
+
+        * SET_CLOCK (8 bytes, UTC seconds): an authenticated ``utc_set`` write under
+          the originator's slot; the reply is the meter's clock after it, 8 bytes.
+        * READ_ENERGY: the reply is total +A and -A, Wh, 8 bytes each.
+        """
+        return {MessageCode.SET_CLOCK: self._set_clock, MessageCode.READ_ENERGY: self._read_energy}
+
+    def _set_clock(self, command: SignedCommand, role: Role) -> bytes:
+        send_command(self.meter, self.keys, COMMAND_AUTHORITY[role], "utc_set",
                      int.from_bytes(command.payload, "big"))
-        return int(meter.utc_time().timestamp()).to_bytes(8, "big")
+        return int(self.meter.utc_time().timestamp()).to_bytes(8, "big")
 
-    def read_energy(command: SignedCommand, role: Role) -> bytes:
-        return b"".join(int(meter.read(name)).to_bytes(8, "big")
+    def _read_energy(self, command: SignedCommand, role: Role) -> bytes:
+        return b"".join(int(self.meter.read(name)).to_bytes(8, "big")
                         for name in ("active_import_wh_total", "active_export_wh_total"))
 
-    return {MessageCode.SET_CLOCK: set_clock, MessageCode.READ_ENERGY: read_energy}
+    def rekey(self, old: KeySet, new: KeySet) -> None:
+        """Move every slot whose key changed to its new key, by a command under the
+        slot's current key (the one way the gateware lets a sealed slot change)."""
+        for authority, key in new.keys.items():
+            if key != old.key(authority):
+                send_command(self.meter, self.keys, authority, f"key_{authority.slot_name}",
+                             int.from_bytes(key, "big"))
+                self.keys = KeySet(new.meter_id, self.keys.keys | {authority: key})
