@@ -56,6 +56,10 @@ class Board:
     profile_capacity: int
     #: Whether the bitstream has the security unit (``Meter(security=...)``).
     security: bool
+    #: Whether it has the load-switch interlock (``Meter(interlock=...)``); its
+    #: relays are stand-ins (``LatchingRelayModel``) shown on LEDs, its switch inputs
+    #: the board's buttons and a DIP switch.
+    interlock: bool
     bitstream_suffix: str    #: what the toolchain writes: ``bin`` (iCE40) or ``bit`` (ECP5)
     #: Cell types the table reports: logic cells/LUTs, flip-flops, RAM blocks, per nextpnr.
     lut_cell: str
@@ -82,6 +86,8 @@ BOARDS = {
         # (docs/security.md). Until the meter is slimmer, the UP5K meter has no
         # security unit: it refuses every write that needs one.
         security=False,
+        # The interlock (about 1,000 LUT4s and 7 RAM blocks) waits for the same room.
+        interlock=False,
         bitstream_suffix="bin", lut_cell="ICESTORM_LC", ff_cell="SB_DFF",
         ram_cells=("ICESTORM_RAM", "ICESTORM_SPRAM"),
         programmers=(
@@ -101,6 +107,7 @@ BOARDS = {
         phases=3,
         profile_capacity=16384,    # 341 days of half-hours in 88 of the 208 DP16KDs
         security=True,
+        interlock=True,
         bitstream_suffix="bit", lut_cell="TRELLIS_COMB", ff_cell="TRELLIS_FF",
         ram_cells=("DP16KD",),
         programmers=(

@@ -76,7 +76,8 @@ def build(board: Board, build_dir: Path, *, baud: int,
           progress: Callable[[str], None] = lambda message: None) -> BuildReport:
     """Synthesise, place, route and pack the meter for ``board`` in ``build_dir``."""
     top = BoardTop(baud=baud, resources=board.resources, phases=board.phases,
-                   profile_capacity=board.profile_capacity, security=board.security)
+                   profile_capacity=board.profile_capacity, security=board.security,
+                   interlock=board.interlock)
     return build_elaboratable(board, top, build_dir, progress=progress)
 
 

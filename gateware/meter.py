@@ -17,6 +17,10 @@ from amaranth.lib.wiring import In, Out
 
 from .adc.ads131m04 import CHANNELS, ADS131M04Receiver
 from .hostlink.link import HostLink
+from .interlock import (AuxLevel, InterlockLog, InterlockParameters, LoadSwitchInterlock,
+                        RelaySignature)
+from .interlock.demand import Demand
+from .interlock.interlock import REQUEST_REGISTER
 from .hostlink.uart import baud_divisor
 from .metrology.core import PHASE_NAMES, Metrology, metrology_registers
 from .metrology.totals import EnergyTotals
@@ -27,6 +31,7 @@ from .registers import (Access, Field, Register, RegisterBank, RegisterMap,
                         connect_registers)
 from .rtc import RealTimeClock
 from .security.frames import system_title
+from .security.authority import Authority
 from .security.unit import SecurityResult, SecurityUnit
 
 __all__ = ["Meter", "meter_register_map", "gateware_version", "source_revision",
@@ -51,6 +56,12 @@ IDENTITY_REGISTERS = (
     Register.number("phases", Access.RO, 2,
                     "phases measured: 1, or 3 with the neutral current (the register map "
                     "follows: the host reads this first)"),
+    Register("features", Access.RO, (
+        Field("security", 1, "the security unit is built (else nothing authenticated is "
+                             "accepted)"),
+        Field("interlock", 1, "the load-switch interlock is built (else the relays never "
+                              "switch)"),
+    ), "what this bitstream carries besides metrology"),
 )
 
 SCRATCH_REGISTERS = (
@@ -87,6 +98,8 @@ def adc_devices(phases: int) -> int:
 PROFILE_CAPACITY = 512
 #: Voltage event records kept in block RAM, a power of two: 256 fill 4 EBRs.
 EVENT_CAPACITY = 256
+#: The interlock's active power is the average over this demand period, s.
+DEMAND_PERIOD_S = 60
 
 
 def meter_register_map(phases: int = 1) -> RegisterMap:
@@ -109,6 +122,8 @@ def meter_register_map(phases: int = 1) -> RegisterMap:
                                          for register in line_registers(phase)))
     register_map.add_block(0x0500, EventLog.REGISTERS)
     register_map.add_block(0x0600, SecurityUnit.REGISTERS)
+    register_map.add_block(0x0700, LoadSwitchInterlock.REGISTERS + (REQUEST_REGISTER,)
+                           + InterlockLog.REGISTERS)
     return register_map
 
 
@@ -162,6 +177,12 @@ class Meter(wiring.Component):
         Without it the registers are there, ``security_status.result`` says
         ``NO_ENGINE``, and nothing that needs an authenticated write can be written:
         a build for a board that cannot hold the AES-GCM engine yet.
+    interlock : bool
+        Build the load-switch interlock and its event log. Without it the registers
+        are there and read their reset values, ``features.interlock`` is 0, and the
+        relay coils are never driven.
+    interlock_parameters : InterlockParameters
+        The interlock's fixed times and limits (shortened only in tests).
 
     Attributes
     ----------
@@ -181,6 +202,17 @@ class Meter(wiring.Component):
         The seal jumper: calibration registers are writable only while it is high.
     energy_pulse : Signal(), out
         The test LED: a 30 ms pulse per Wh (1000 imp/kWh).
+    main_relay, priority_relay : :class:`~refmeter.gateware.interlock.RelaySignature`, out
+        The supply's and the priority circuit's latching relays: coils and contact
+        feedback.
+    aux_level : Signal(AuxLevel), out
+        What the auxiliary load (EV charger, heat pump) may draw.
+    button : Signal(), in
+        The consumer's reconnect push button, 1 while pressed.
+    isolate : Signal(), in
+        The manual isolation switch, 1 in isolate.
+    aux_override : Signal(), in
+        The consumer's auxiliary-load override button, 1 while pressed.
     """
 
     #: Test LED pulse length, ms.
@@ -189,7 +221,8 @@ class Meter(wiring.Component):
     def __init__(self, *, clk_freq: int, baud: int, meter_id: int = DEMO_METER_ID,
                  build_hash: int = 0, frame_timeout_ms: int = 10, time_preset: bool = False,
                  profile_capacity: int = PROFILE_CAPACITY, event_capacity: int = EVENT_CAPACITY,
-                 phases: int = 1, security: bool = True):
+                 phases: int = 1, security: bool = True, interlock: bool = True,
+                 interlock_parameters: InterlockParameters = InterlockParameters()):
         if not 0 <= meter_id < 1 << 64:
             raise ValueError(f"Meter id must be an EUI-64 (64-bit), not {meter_id:#x}")
         if not 0 <= build_hash < 1 << 32:
@@ -204,6 +237,8 @@ class Meter(wiring.Component):
         self._profile_capacity = profile_capacity
         self._event_capacity = event_capacity
         self._security = security
+        self._interlock = interlock
+        self._interlock_parameters = interlock_parameters
         self._phases = phases
         self._register_map = meter_register_map(phases)
         members = {
@@ -217,6 +252,12 @@ class Meter(wiring.Component):
             "adc_drdy_n": In(1, init=1),
             "seal_open": In(1),
             "energy_pulse": Out(1),
+            "main_relay": Out(RelaySignature()),
+            "priority_relay": Out(RelaySignature()),
+            "aux_level": Out(AuxLevel),
+            "button": In(1),
+            "isolate": In(1),
+            "aux_override": In(1),
         }
         if time_preset:
             members["utc_preset"] = In(stream.Signature(32))
@@ -342,6 +383,9 @@ class Meter(wiring.Component):
                 bank.security_status.result.eq(SecurityResult.NO_ENGINE),
             ]
 
+        if self._interlock:
+            self._add_interlock(m, bank, rtc, metrology, security if self._security else None)
+
         # The seal: an input synchronised like any pin, and a count of what it let through.
         seal_open = Signal()
         m.submodules.seal_sync = FFSynchronizer(self.seal_open, seal_open)
@@ -365,6 +409,8 @@ class Meter(wiring.Component):
             bank.build_hash.value.eq(self._build_hash),
             bank.register_map_hash.value.eq(self._register_map.fingerprint()),
             bank.phases.value.eq(self._phases),
+            bank.features.security.eq(self._security),
+            bank.features.interlock.eq(self._interlock),
             bank.link_status.rejected_frames.eq(hostlink.rejected_frames),
             bank.link_status.framing_errors.eq(hostlink.framing_errors),
             bank.link_status.overruns.eq(hostlink.overruns),
@@ -376,3 +422,48 @@ class Meter(wiring.Component):
             bank.adc_status.configured.eq(adc.configured),
         ]
         return m
+
+    def _add_interlock(self, m: Module, bank: RegisterBank, rtc: RealTimeClock,
+                       metrology: Metrology, security: "SecurityUnit | None") -> None:
+        """The interlock, its log and what feeds them: the clock, the demand, the
+        switch inputs (synchronised like any pin) and the security unit's verdicts."""
+        parameters = self._interlock_parameters
+        m.submodules.interlock = interlock = LoadSwitchInterlock(
+            meter_id=self._meter_id, parameters=parameters)
+        m.submodules.interlock_log = log = InterlockLog()
+        wiring.connect(m, interlock.event, log.events)
+        connect_registers(m, bank, interlock, interlock.REGISTERS)
+        connect_registers(m, bank, log, log.REGISTERS)
+        for pin, name in ((self.button, "button"), (self.isolate, "isolate"),
+                          (self.aux_override, "aux_override_button")):
+            m.submodules[f"{name}_sync"] = FFSynchronizer(pin, getattr(interlock, name))
+        for relay in ("main_relay", "priority_relay"):
+            wiring.connect(m, getattr(interlock, relay), wiring.flipped(getattr(self, relay)))
+        m.d.comb += [interlock.tick_ms.eq(rtc.tick_ms), interlock.utc_seconds.eq(rtc.seconds),
+                     self.aux_level.eq(interlock.aux_level)]
+
+        m.submodules.demand = demand = Demand(phases=self._phases, period_s=DEMAND_PERIOD_S)
+        m.d.comb += [demand.tick_ms.eq(rtc.tick_ms), demand.imported.eq(metrology.imported),
+                     demand.exported.eq(metrology.exported)]
+        wiring.connect(m, demand.power, interlock.active_power)
+
+        if security is None:
+            return
+        # A verified command to interlock_request reaches the interlock with its slot
+        # and counter; one that failed verification, as a claim to log and refuse.
+        # The bank takes that register's writes from the security unit only.
+        request, origin = interlock.request, security.origin
+        asked = bank.interlock_request
+        m.d.comb += [request.payload.authority.eq(origin.authority),
+                     request.payload.counter.eq(origin.counter)]
+        with m.If(asked.written):
+            m.d.comb += [request.valid.eq(1),
+                         request.payload.authenticated.eq(1),
+                         request.payload.action.eq(asked.data.action),
+                         request.payload.target.eq(asked.data.target),
+                         request.payload.request_id.eq(asked.data.request_id)]
+        with m.Elif(security.rejected
+                    & (origin.address == self._register_map.address_of("interlock_request"))
+                    & (origin.authority < len(Authority))):
+            m.d.comb += request.valid.eq(1)
+

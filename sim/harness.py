@@ -1,4 +1,4 @@
-"""A meter with the host's end of its serial link and models of its ADCs.
+"""A meter with the host's end of its serial link and models of its ADCs and relays.
 
 Simulators drive the harness byte by byte and sample set by sample set, instead of
 bit by bit: the bytes still cross the meter's real UART pins, serialised by the
@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from refmeter.gateware.adc.ads131m04 import SAMPLE_LAYOUT, sample_layout
 from refmeter.gateware.hostlink.uart import UARTReceiver, UARTTransmitter
+from refmeter.gateware.interlock import LatchingRelayModel
 from refmeter.gateware.meter import Meter, adc_devices
 
 from .ads131m04 import ADS131M04Model
@@ -26,7 +27,8 @@ SIM_BAUD = SIM_CLK_FREQ // 8
 
 
 class SimHarness(wiring.Component):
-    """``meter`` plus a host-side UART with FIFOs.
+    """``meter`` plus a host-side UART with FIFOs, and two latching relays, closed at
+    power-up (a connected home), whose contacts follow the meter's coils.
 
     Attributes
     ----------
@@ -40,6 +42,8 @@ class SimHarness(wiring.Component):
         period; the models are always ready.
     seal_open : Signal, in
         The meter's seal input.
+    button, isolate, aux_override : Signal, in
+        The meter's reconnect button, isolation switch and auxiliary override button.
     from_meter : stream out
         Bytes the meter's UART transmitted.
     """
@@ -58,6 +62,9 @@ class SimHarness(wiring.Component):
             "utc_preset": In(stream.Signature(32)),
             "adc_codes": In(stream.Signature(sample_layout(self._devices))),
             "seal_open": In(1),
+            "button": In(1),
+            "isolate": In(1),
+            "aux_override": In(1),
         })
 
     def elaborate(self, platform):
@@ -90,5 +97,9 @@ class SimHarness(wiring.Component):
             ]
             if device == 0:
                 m.d.comb += meter.adc_drdy_n.eq(adc.drdy_n)
-        m.d.comb += meter.seal_open.eq(self.seal_open)
+        m.d.comb += [meter.seal_open.eq(self.seal_open), meter.button.eq(self.button),
+                     meter.isolate.eq(self.isolate), meter.aux_override.eq(self.aux_override)]
+        for relay in ("main_relay", "priority_relay"):
+            m.submodules[relay] = model = LatchingRelayModel(closed=True)
+            wiring.connect(m, getattr(meter, relay), model.relay)
         return m

@@ -23,6 +23,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from refmeter.gateware.adc.ads131m04 import CHANNELS
+from refmeter.gateware.interlock import InterlockParameters
 from refmeter.gateware.meter import (CHANNELS_PER_PHASE, DEMO_METER_ID, Meter, adc_devices,
                                      has_neutral, source_revision)
 from refmeter.soft.errors import LinkError
@@ -32,7 +33,7 @@ from .analog import FrontEnd, Load
 from .harness import SIM_BAUD, SIM_CLK_FREQ, SimHarness
 from . import verilator
 
-__all__ = ["SIMULATORS", "DEFAULT_LOAD", "default_simulator", "simulated_meter",
+__all__ = ["SIMULATORS", "DEFAULT_LOAD", "SIM_INTERLOCK", "default_simulator", "simulated_meter",
            "open_simulation", "AmaranthSimulation", "VerilatorSimulation"]
 
 SIMULATORS = ("amaranth", "verilator")
@@ -43,13 +44,19 @@ def default_simulator() -> str:
     return "verilator" if verilator.missing_tools() == [] else "amaranth"
 
 
+#: Simulated meters run the interlock's clock a thousand times fast: its second is a
+#: millisecond of meter time, so that a 15-minute cooldown passes in a few seconds
+#: of a Verilator run. Relay pulses, debouncing and the demand keep real time.
+SIM_INTERLOCK = InterlockParameters(ms_per_second=1)
+
+
 def simulated_meter(*, meter_id: int = DEMO_METER_ID, phases: int = 1,
                     security: bool = True) -> Meter:
-    """The meter as every simulation runs it (``security=False``: as on a board
-    without room for the security unit)."""
+    """The meter as every simulation runs it, its interlock on :data:`SIM_INTERLOCK`
+    time (``security=False``: as on a board without room for the security unit)."""
     return Meter(clk_freq=SIM_CLK_FREQ, baud=SIM_BAUD, meter_id=meter_id,
                  build_hash=source_revision(), time_preset=True, phases=phases,
-                 security=security)
+                 security=security, interlock_parameters=SIM_INTERLOCK)
 
 
 #: What a simulated meter measures unless told otherwise: 230 V, 5 A at PF 1.

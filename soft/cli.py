@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from refmeter.gateware.interlock import Action, Reason
 from refmeter.gateware.security.authority import Authority
 from refmeter.gateware.security.frames import SealKind
 from refmeter.gateware.security.unit import SecurityResult
@@ -38,6 +39,7 @@ from .pki.commands import add_commands as add_pki_commands
 from .profile import CSV_COLUMNS, ProfileRecord, read_profile
 from .registers import METER_REGISTERS, RegisterValue, decode, register_map, registers_markdown
 from .security import KeySet, provision, seal_reading, send_command, zeroise
+from .switch import read_interlock_events, read_switch_status, request_switch
 from .transport import DEFAULT_BAUD, SerialTransport, Transport
 
 __all__ = ["main"]
@@ -183,6 +185,27 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--profile", type=int, metavar="N", help="load-profile record number N")
     seal.add_argument("--json", action="store_true", help="machine-readable output")
     _keys_option(seal, required=True)
+
+    switch = command("switch", _cmd_switch, "the load-switch interlock: its status and log, and "
+                                            "switching requests as authenticated commands", """
+        refmeter --url socket://127.0.0.1:7700 switch status
+        refmeter --url socket://127.0.0.1:7700 switch disconnect --authority supplier --id 7 --keys k.json
+        refmeter --url socket://127.0.0.1:7700 switch disconnect --authority broker --id 7 --keys k.json
+        refmeter --url socket://127.0.0.1:7700 switch arm --authority broker --id 8 --keys k.json
+        refmeter --url socket://127.0.0.1:7700 switch aux-reduce --keys k.json
+        refmeter --url socket://127.0.0.1:7700 switch log --json""")
+    switch.add_argument("action", choices=("status", "log", *_SWITCH_REQUESTS),
+                        help="status, log, or a request: disconnect (remote; needs the "
+                             "supplier and the broker with one id), arm (remote reconnect: "
+                             "the consumer's button completes it), local-disconnect, "
+                             "aux-off, aux-reduce, aux-restore")
+    switch.add_argument("--id", type=int, default=1, dest="request_id",
+                        help="request id, 0-65535: a disconnect's two sources give the same one")
+    switch.add_argument("--authority", choices=[authority.slot_name for authority in Authority],
+                        help="key slot to sign the request with (default: supplier; "
+                             "local-disconnect: local)")
+    switch.add_argument("--json", action="store_true", help="machine-readable output")
+    _keys_option(switch, required=False)
 
     add_pki_commands(command)
 
@@ -539,6 +562,50 @@ def _cmd_seal(args: argparse.Namespace) -> int:
     for name, value in shown.items():
         print(f"  {name:<22} {value}")
     return EXIT_OK
+
+
+#: `refmeter switch` requests and the interlock action each sends.
+_SWITCH_REQUESTS = {"disconnect": Action.REMOTE_DISCONNECT, "arm": Action.REMOTE_RECONNECT,
+                    "local-disconnect": Action.LOCAL_DISCONNECT, "aux-off": Action.AUX_OFF,
+                    "aux-reduce": Action.AUX_REDUCE, "aux-restore": Action.AUX_RESTORE}
+
+
+def _cmd_switch(args: argparse.Namespace) -> int:
+    with _open_meter(args) as meter:
+        if args.action == "status":
+            status = read_switch_status(meter)
+            if args.json:
+                print(json.dumps({"url": args.url, **status.to_json()}, indent=2))
+            else:
+                print(f"meter at {args.url}: {status.state.name.lower()}"
+                      + (", isolated" if status.isolated else ""))
+                for name, value in status.to_json().items():
+                    print(f"  {name:<22} {value}")
+            return EXIT_OK
+        if args.action == "log":
+            records = read_interlock_events(meter)
+            if args.json:
+                print(json.dumps({"url": args.url,
+                                  "events": [record.to_json() for record in records]}, indent=2))
+            else:
+                print(f"meter at {args.url}: {len(records)} interlock events, oldest first")
+                for record in records:
+                    print(f"  {record.number:>10}  {record.time.isoformat()}  {record.describe()}")
+            return EXIT_OK
+        if args.keys is None:
+            raise ValueError(f"`switch {args.action}` sends an authenticated command: give --keys")
+        action = _SWITCH_REQUESTS[args.action]
+        default = "local" if action is Action.LOCAL_DISCONNECT else "supplier"
+        authority = Authority[(args.authority or default).upper()]
+        record = request_switch(meter, KeySet.load(args.keys), authority, action,
+                                request_id=args.request_id)
+    if args.json:
+        print(json.dumps(record.to_json(), indent=2))
+    else:
+        print(record.describe())
+    # The first of two sources is a step, not a refusal.
+    carried_on = record.accepted or record.reason is Reason.AWAITING_SECOND_SOURCE
+    return EXIT_OK if carried_on else EXIT_REFUSED
 
 
 def _cmd_regs(args: argparse.Namespace) -> int:

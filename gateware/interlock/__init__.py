@@ -5,7 +5,8 @@ limiter, auxiliary load control, relay safety and the event log."""
 from .interlock import InterlockParameters, LoadSwitchInterlock
 from .layouts import Action, AuxLevel, DisconnectState, InterlockEvent, Reason, Request, Target
 from .log import InterlockLog
-from .relay import RelaySignature
+from .relay import LatchingRelayModel, RelaySignature
 
 __all__ = ["InterlockParameters", "LoadSwitchInterlock", "InterlockLog", "Action", "AuxLevel",
-           "DisconnectState", "InterlockEvent", "Reason", "Request", "Target", "RelaySignature"]
+           "DisconnectState", "InterlockEvent", "Reason", "Request", "Target", "RelaySignature",
+           "LatchingRelayModel"]

@@ -23,7 +23,8 @@ from .layouts import Action, AuxLevel, DisconnectState, InterlockEvent, Reason, 
 from .limiter import SustainedThreshold, Limiter
 from .relay import LatchingRelayDriver, RelaySignature
 
-__all__ = ["InterlockParameters", "LoadSwitchInterlock", "REQUEST_RULES", "TWO_SOURCES"]
+__all__ = ["InterlockParameters", "LoadSwitchInterlock", "REQUEST_REGISTER", "REQUEST_RULES",
+           "TWO_SOURCES"]
 
 #: The authorities whose agreement a remote disconnect needs: the supplier and the
 #: access-control broker (GB critical commands: supplier signature and DCC MAC).
@@ -38,6 +39,20 @@ REQUEST_RULES = {
     Action.AUX_REDUCE:        (Target.AUX, frozenset({Authority.SUPPLIER, Authority.NETWORK})),
     Action.AUX_RESTORE:       (Target.AUX, frozenset({Authority.SUPPLIER, Authority.NETWORK})),
 }
+#: What a command writes to ask the interlock for something. Only the security unit
+#: writes it, for a command it verified under any slot; the meter hands the value on
+#: as a :class:`~.layouts.Request` with that slot and the command's invocation
+#: counter, and the interlock decides by :data:`REQUEST_RULES` (docs/interlock.md).
+REQUEST_REGISTER = Register("interlock_request", Access.WO, (
+    Field("action", Request.as_shape()["action"].width, "what is asked for: 0 remote "
+          "disconnect, 1 remote reconnect, 2 local disconnect, 3-5 aux off/reduce/restore"),
+    Field("target", Request.as_shape()["target"].width, "0 main circuit, 1 priority circuit, "
+                                                       "2 auxiliary load"),
+    Field("request_id", Request.as_shape()["request_id"].width,
+          "names the request; a remote disconnect's two sources give the same id"),
+), "a switching request, written only by an authenticated command",
+    guard=Guard.AUTHENTICATED, authorities=set(Authority))
+
 _AUX_LEVELS = {Action.AUX_OFF: AuxLevel.OFF, Action.AUX_REDUCE: AuxLevel.REDUCED,
                Action.AUX_RESTORE: AuxLevel.FULL}
 

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RelaySignature", "LatchingRelayDriver"]
+__all__ = ["RelaySignature", "LatchingRelayDriver", "LatchingRelayModel"]
 
 
 class RelaySignature(wiring.Signature):
@@ -108,3 +108,34 @@ class LatchingRelayDriver(wiring.Component):
             self.welded.eq(self.mismatch & ~self.commanded),
         ]
         return m
+
+
+class LatchingRelayModel(wiring.Component):
+    """A latching relay's contacts, for simulations and for boards without relays:
+    they close while the set coil is driven, open while the reset coil is, and
+    otherwise stay where they are, as a latching relay's do.
+
+    Parameters
+    ----------
+    closed : bool
+        Where the contacts are at power-up.
+
+    Attributes
+    ----------
+    relay : :class:`RelaySignature`, in (flipped): the coils in, the feedback out.
+    """
+
+    def __init__(self, *, closed: bool = True):
+        self._closed = closed
+        super().__init__({"relay": In(RelaySignature())})
+
+    def elaborate(self, platform):
+        m = Module()
+        contacts = Signal(init=self._closed)
+        with m.If(self.relay.close):
+            m.d.sync += contacts.eq(1)
+        with m.Elif(self.relay.open):
+            m.d.sync += contacts.eq(0)
+        m.d.comb += self.relay.closed.eq(contacts)
+        return m
+

@@ -52,7 +52,7 @@ bytes       what
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import enum, wiring
+from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -64,7 +64,7 @@ from .authority import Authority
 from .frames import (COMMAND_AAD_BYTES, COMMAND_CONTROL, SEAL_AAD_BYTES, SEAL_CONTROL,
                      SEALED_BYTES, TAG_BYTES, VALUE_BYTES, SealKind, system_title)
 
-__all__ = ["SecurityUnit", "SecurityResult"]
+__all__ = ["SecurityUnit", "SecurityResult", "COMMAND_ORIGIN"]
 
 KEY_BITS = 128
 _WORD = RegisterStore.WORD_WIDTH
@@ -82,6 +82,14 @@ _READING_SEAL = Register("reading_seal", Access.RO, (
     Field("counter", 32, "seals since power-up: this seal's nonce counter"),
     Field("tag", 8 * TAG_BYTES, "GMAC of the sealed reading under the reading key"),
 ), "the last seal")
+
+
+#: Who a command says it comes from (:attr:`SecurityUnit.origin`).
+COMMAND_ORIGIN = data.StructLayout({
+    "address": _COMMAND_HEADER.layout["address"].shape,
+    "authority": _COMMAND_HEADER.layout["authority"].shape,
+    "counter": _COMMAND_HEADER.layout["invocation_counter"].shape,
+})
 
 
 def _field_byte(register: Register, name: str) -> int:
@@ -202,6 +210,13 @@ class SecurityUnit(wiring.Component):
         The load-profile record the profile shows (sealed as :attr:`SealKind.PROFILE_RECORD`).
     utc_seconds, import_wh, export_wh : In(32)
         The clock and energy totals (sealed as :attr:`SealKind.SNAPSHOT`).
+    origin : Out(:data:`COMMAND_ORIGIN`)
+        The last command's header as sent: the register it writes, its slot and its
+        invocation counter. Steady while the unit is busy with it, so a register
+        that a verified command writes can tell who asked (the interlock's requests).
+    rejected : Out(1)
+        Pulses when a command fails verification (bad tag, replayed, no key, no such
+        slot, the meter's own title): ``origin`` is then a claim nobody vouched for.
     """
 
     REGISTERS = (
@@ -252,6 +267,8 @@ class SecurityUnit(wiring.Component):
             "utc_seconds": In(32),
             "import_wh": In(32),
             "export_wh": In(32),
+            "origin": Out(COMMAND_ORIGIN),
+            "rejected": Out(1),
             **register_ports(self.registers),
         })
 
@@ -329,9 +346,9 @@ class SecurityUnit(wiring.Component):
         command_pending = Signal()
         intake = Signal()           # a command register is being copied in
         header = self.command_header.data
-        address = Signal.like(header.address)
+        address = self.origin.address
+        authority = self.origin.authority
         length = Signal.like(header.length)
-        authority = Signal.like(header.authority)
         own_title = Signal()
         for port, base, size in ((self.command_header, _HEADER, _COMMAND_HEADER.size),
                                  (self.command_value, _CIPHERTEXT, VALUE_BYTES),
@@ -343,6 +360,7 @@ class SecurityUnit(wiring.Component):
         with m.If(self.command_header.written & ~busy):
             m.d.sync += [address.eq(header.address), length.eq(header.length),
                          authority.eq(header.authority),
+                         self.origin.counter.eq(header.invocation_counter),
                          own_title.eq(header.system_title == int.from_bytes(title, "big"))]
         with m.If(self.command_tag.written & self.command_tag.ready):
             with m.If(busy):
@@ -422,6 +440,8 @@ class SecurityUnit(wiring.Component):
             m.d.sync += [status.result.eq(result), busy.eq(0), sealing.eq(0)]
             if refused:
                 m.d.sync += status.commands_refused.eq(status.commands_refused + 1)
+            if refused and result is not SecurityResult.REFUSED:  # the bank refuses verified ones
+                m.d.comb += self.rejected.eq(1)
 
         def start_engine(start: int, count: int):
             m.d.sync += [entry.eq(start), entries_left.eq(count), fetched.eq(0),
