@@ -5,10 +5,12 @@ reading sealed by the meter checked by the supplier with its own side of the
 agreement."""
 
 import datetime
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from refmeter.gateware.interlock import DisconnectState, Reason as InterlockReason
 from refmeter.gateware.security.authority import Authority
 from refmeter.gateware.security.frames import SealKind
 from refmeter.sim import verilator
@@ -23,6 +25,7 @@ from refmeter.soft.pki.errors import Reason, Refused
 from refmeter.soft.pki.handlers import GatewareLink
 from refmeter.soft.pki.roles import Role, Usage
 from refmeter.soft.security import provision, seal_reading
+from refmeter.soft.switch import read_switch_status
 
 from pki_helpers import command, commission
 
@@ -69,21 +72,33 @@ def test_commissioning_then_signed_commands_reach_the_gateware(tmp_path):
         sealed.verify(agreed[Authority.READING])
         assert sealed.snapshot["utc_seconds"] >= target
 
+        # A disconnect: the supplier's signature and the broker's MAC become the
+        # interlock's two sources; it decides, and says so in the reply. (Its power-up
+        # cooldown first: 15 minutes, seconds in a simulation.)
+        deadline = time.monotonic() + 60
+        while read_switch_status(meter).cooldown_remaining_s and time.monotonic() < deadline:
+            time.sleep(0.2)
+        reply = control.handle(command(pki, Role.SUPPLIER, MessageCode.DISCONNECT_SUPPLY, 2)
+                               .to_bytes())
+        assert reply == bytes([1, InterlockReason.DONE.value])
+        assert read_switch_status(meter).state is DisconnectState.DISCONNECTED
+        assert int(meter.read("invocation_counter_broker")) == 1
+
         # The supplier replaces its key-agreement key: the gateware's supplier and
         # reading slots move to the keys agreed with the new one, under the old ones.
         new_key = ec.generate_private_key(ec.SECP256R1())
         new = pki.certify(new_key, Role.SUPPLIER, Usage.KEY_AGREEMENT, at=yesterday,
                           until=yesterday + datetime.timedelta(days=30),
                           identity=PARTY_IDENTITIES[Role.SUPPLIER])
-        control.handle(command(pki, Role.SUPPLIER, MessageCode.REPLACE_ANCHOR, 2,
+        control.handle(command(pki, Role.SUPPLIER, MessageCode.REPLACE_ANCHOR, 3,
                                pki.credentials(new.certificate).to_bytes()).to_bytes())
-        assert int(meter.read("invocation_counter_supplier")) == 2   # the key change
+        assert int(meter.read("invocation_counter_supplier")) == 3   # the key change
         renewed = party_keys(Role.SUPPLIER, new_key, PARTY_IDENTITIES[Role.SUPPLIER],
                              meter_certificate)
         assert renewed[Authority.SUPPLIER] != agreed[Authority.SUPPLIER]
-        control.handle(command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 3,
+        control.handle(command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 4,
                                target.to_bytes(8, "big")).to_bytes())
-        assert int(meter.read("invocation_counter_supplier")) == 3
+        assert int(meter.read("invocation_counter_supplier")) == 4
         sealed = seal_reading(meter, SealKind.SNAPSHOT)
         sealed.verify(renewed[Authority.READING])
         with pytest.raises(MeterError):
