@@ -35,6 +35,7 @@ from .device import Meter, format_eui64, utc_datetime
 from .events import read_events
 from .measurements import phases, read_phase, read_totals
 from .errors import LinkError, MeterError
+from .pki.commands import add_commands as add_pki_commands
 from .profile import CSV_COLUMNS, ProfileRecord, read_profile
 from .registers import METER_REGISTERS, RegisterValue, decode, register_map, registers_markdown
 from .security import KeySet, provision, seal_reading, send_command, zeroise
@@ -206,6 +207,8 @@ def _parser() -> argparse.ArgumentParser:
                              "local-disconnect: local)")
     switch.add_argument("--json", action="store_true", help="machine-readable output")
     _keys_option(switch, required=False)
+
+    add_pki_commands(command)
 
     regs = command("regs", _cmd_regs, "print the register map this host expects", """
         refmeter regs
