@@ -19,7 +19,7 @@ from refmeter.soft.pki.anchors import Credentials
 from refmeter.soft.pki.control import COUNTERS_FILE
 from refmeter.soft.pki.counters import OriginatorCounters
 from refmeter.soft.pki.demo import PARTY_IDENTITIES, DemoPki, issue_crl
-from refmeter.soft.pki.durable import write_durably
+from refmeter.soft.durable import write_durably
 from refmeter.soft.pki.errors import Reason, Refused
 from refmeter.soft.pki.message import SignedCommand
 from refmeter.soft.pki.roles import Role, Usage

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .certificates import (CertificateInfo, format_identity, inspect, load_certificate,
                            strict_parsing)
-from .durable import write_durably
+from ..durable import write_durably
 from .errors import Reason, Refused
 from .roles import Role, Usage
 from .validation import validate_path

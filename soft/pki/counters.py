@@ -5,7 +5,7 @@ can reopen a replay."""
 import json
 from pathlib import Path
 
-from .durable import write_durably
+from ..durable import write_durably
 from .errors import Reason, Refused
 from .certificates import format_identity
 

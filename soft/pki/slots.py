@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .certificates import CertificateInfo
-from .durable import write_durably
+from ..durable import write_durably
 from .errors import Reason, Refused
 from .firmware import FirmwareImage, verify_image
 
