@@ -1,14 +1,16 @@
 """Signed-command throughput of the control module on one core: what each check
 costs and how many commands per second it verifies end to end.
 
-    python benchmarks/commands.py                      # 2,000 commands per row (200 on disk)
+    python benchmarks/commands.py                      # 2,000 commands per row (200 on disk), batches of 32
     python benchmarks/commands.py --count 5000 --state /var/lib/refmeter
 
 A row's commands are signed beforehand (signing is the head-end's cost, not the
 meter's). "End to end" is :meth:`ControlModule.handle`: parse, ECDSA-P256
 verify, access check, AES-CMAC (critical commands), counter check, the counter
 written durably (temporary file, fsync, rename, fsync of the directory) and
-dispatch to a handler that does nothing. The durable write is measured on the
+dispatch to a handler that does nothing; with ``--batch N``, also
+:meth:`ControlModule.handle_batch` on N commands at a time, whose counters go to
+disk in one write (group commit). The durable write is measured on the
 filesystem of ``--state`` (default: a temporary directory under the current one,
 so a disk) and, when the machine has one, on a RAM filesystem (/dev/shm), which
 shows what the checks cost without the disk. Figures go in docs/performance.md.
@@ -71,7 +73,7 @@ def _control(pki: DemoPki, state: Path) -> ControlModule:
                          key_agreement_key=pki.parties[Role.METER, Usage.KEY_AGREEMENT].key)
 
 
-def benchmark(count: int, disk_count: int, state_root: Path) -> str:
+def benchmark(count: int, disk_count: int, state_root: Path, batch: int) -> str:
     pki = DemoPki.generate(DEMO_METER_ID, at=NOW - datetime.timedelta(days=1))
     plain = _commands(pki, MessageCode.READ_ENERGY, count, critical=False)
     critical = _commands(pki, MessageCode.DISCONNECT_SUPPLY, count, critical=True)
@@ -99,6 +101,10 @@ def benchmark(count: int, disk_count: int, state_root: Path) -> str:
                 rates.append(_per_second(lambda i: control.handle(commands[i]), commands_here))
             row("end to end, READ_ENERGY", where, rates[0])
             row("end to end, DISCONNECT (+ broker MAC)", where, rates[1])
+            control = _control(pki, Path(scratch) / "batched")
+            row(f"end to end, DISCONNECT, batches of {batch}", where, batch * _per_second(
+                lambda i: control.handle_batch(critical[i * batch:(i + 1) * batch]),
+                count // batch))
     return (f"Signed commands through the control module, {count:,} per row ({disk_count:,} "
             f"on disk), one core (state under {state_root}):\n" + _table(rows))
 
@@ -111,10 +117,12 @@ def main() -> None:
                              "waits for the disk)")
     parser.add_argument("--state", type=Path, default=Path.cwd(),
                         help="where the durable state goes (default: the current directory)")
+    parser.add_argument("--batch", type=int, default=32,
+                        help="commands per handle_batch call in the group-commit row (default 32)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core, as the goal says
-    print(benchmark(args.count, min(args.disk_count, args.count), args.state))
+    print(benchmark(args.count, min(args.disk_count, args.count), args.state, args.batch))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,45 @@ def test_a_verified_command_reaches_its_handler_and_its_counter_is_on_disk(pki, 
                                                                MessageCode.SET_CLOCK]
 
 
+def test_a_batch_is_answered_in_order_with_one_durable_write(pki, meter, monkeypatch):
+    """Group commit: each command checked as alone, the accepted counters written once
+    before any handler runs, refusals answered in place."""
+    writes = []
+    monkeypatch.setattr("refmeter.soft.pki.counters.write_durably",
+                        lambda path, data: (writes.append(meter.recorder.calls[:]),
+                                            write_durably(path, data)))
+    first = command(pki, Role.SUPPLIER, MessageCode.READ_ENERGY, 3).to_bytes()
+    forged = bytearray(command(pki, Role.BROKER, MessageCode.SET_CLOCK, 1, bytes(8)).to_bytes())
+    forged[-1] ^= 1
+    outcomes = meter.handle_batch([
+        first,
+        first,                                                                   # replayed
+        command(pki, Role.SUPPLIER, MessageCode.READ_ENERGY, 2).to_bytes(),      # lowered
+        bytes(forged),
+        command(pki, Role.BROKER, MessageCode.SET_CLOCK, 1, bytes(8)).to_bytes(),
+        command(pki, Role.SUPPLIER, MessageCode.DISCONNECT_SUPPLY, 4).to_bytes(),
+    ])
+    assert [outcome.reason if isinstance(outcome, Refused) else outcome for outcome in outcomes] \
+        == [b"reply to READ_ENERGY", Reason.REPLAYED, Reason.REPLAYED, Reason.BAD_SIGNATURE,
+            b"reply to SET_CLOCK", b"reply to DISCONNECT_SUPPLY"]
+    assert writes == [[]]       # one write, before any handler ran
+    restarted = OriginatorCounters(meter.counters.path)
+    assert (restarted.last(PARTY_IDENTITIES[Role.SUPPLIER]),
+            restarted.last(PARTY_IDENTITIES[Role.BROKER])) == (4, 1)
+
+
+def test_a_batch_checks_what_follows_an_anchor_replacement_against_the_new_anchor(pki, meter):
+    new = pki.certify(ec.generate_private_key(ec.SECP256R1()), Role.NETWORK, Usage.SIGNING,
+                      at=ISSUED, until=NOW + datetime.timedelta(days=30),
+                      identity=PARTY_IDENTITIES[Role.NETWORK])
+    by_new_key = SignedCommand.sign(new.key, code=MessageCode.READ_ENERGY,
+                                    originator=PARTY_IDENTITIES[Role.NETWORK],
+                                    recipient=DEMO_METER_ID, counter=1).to_bytes()
+    outcomes = meter.handle_batch([_replacement(pki, Role.RECOVERY, new.certificate, 1),
+                                   by_new_key])
+    assert outcomes == [b"", b"reply to READ_ENERGY"]
+
+
 def test_a_forged_signature_is_refused(pki, meter):
     genuine = command(pki, Role.SUPPLIER, MessageCode.READ_ENERGY, 1).to_bytes()
     forged = bytearray(genuine)

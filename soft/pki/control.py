@@ -19,13 +19,16 @@ changes:
 
 Then the counter is written durably, and only then the handler runs. A handler
 that fails has still used up the counter (as the gateware's commands do), so a
-verified command can never be played twice. A new key-agreement anchor changes the
+verified command can never be played twice. :meth:`ControlModule.handle_batch`
+answers commands that arrived together with one durable write for all their
+counters (group commit): the disk's fsync, not the checks, limits a meter that
+writes each counter alone. A new key-agreement anchor changes the
 slot keys agreed with it: ``on_keys_changed(old, new)`` then carries them to the
 gateware (:meth:`.handlers.GatewareLink.rekey`).
 """
 
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,7 +37,7 @@ from ..security import KeySet
 from .access import MessageCode, check_access
 from .agreement import broker_mac_key, derive_keyset
 from .anchors import Credentials, TrustAnchors
-from .certificates import format_identity
+from .certificates import CertificateInfo, format_identity
 from .counters import OriginatorCounters
 from .errors import Reason, Refused
 from .message import SignedCommand
@@ -86,6 +89,42 @@ class ControlModule:
 
     def handle(self, data: bytes) -> bytes:
         """Check the command in ``data``, run it, and return the reply payload."""
+        (outcome,) = self.handle_batch([data])
+        if isinstance(outcome, Refused):
+            raise outcome
+        return outcome
+
+    def handle_batch(self, batch: Sequence[bytes]) -> "list[bytes | Refused]":
+        """Answer commands that arrived together, in order: each reply payload, or the
+        :class:`Refused` of a command refused. Each is checked as :meth:`handle`
+        checks it (a counter must also be above its originator's earlier ones in the
+        batch); then every accepted counter goes to disk in one durable write, and
+        only then do the handlers run. A trust-anchor replacement changes what the
+        commands after it are checked against, so it closes a group and the rest
+        form the next."""
+        outcomes: "list[bytes | Refused]" = []
+        remaining = list(batch)
+        while remaining:
+            group: "list[tuple[SignedCommand, CertificateInfo] | Refused]" = []
+            accepted: dict[int, int] = {}
+            while remaining:
+                try:
+                    command, signer = self._check(remaining.pop(0), accepted)
+                except Refused as refusal:
+                    group.append(refusal)
+                    continue
+                accepted[command.originator] = command.counter
+                group.append((command, signer))
+                if command.code is MessageCode.REPLACE_ANCHOR:
+                    break
+            self.counters.advance_all(accepted)
+            outcomes += [item if isinstance(item, Refused) else self._run(*item) for item in group]
+        return outcomes
+
+    def _check(self, data: bytes,
+               accepted: Mapping[int, int]) -> "tuple[SignedCommand, CertificateInfo]":
+        """Every check, in the order of the module documentation; ``accepted`` holds
+        the counters of this group's commands accepted so far."""
         command = SignedCommand.parse(data)
         if command.recipient != self.identity:
             raise Refused(Reason.WRONG_RECIPIENT, f"the command is for "
@@ -107,19 +146,24 @@ class ControlModule:
             if not command.verify_broker_mac(self._broker_mac_key):
                 raise Refused(Reason.BAD_BROKER_MAC, f"the broker MAC on {command.code.name} "
                               f"(counter {command.counter}) does not verify")
-        self.counters.check(command.originator, command.counter)
+        self.counters.check(command.originator, command.counter,
+                            above=accepted.get(command.originator, 0))
+        if command.code is MessageCode.REPLACE_ANCHOR:
+            self.anchors.check_replacement(signer.role, Credentials.parse(command.payload),
+                                           at=self._clock())
+        elif command.code not in self._handlers:
+            raise Refused(Reason.UNSUPPORTED, f"this meter has no handler for {command.code.name}")
+        return command, signer
+
+    def _run(self, command: SignedCommand, signer: CertificateInfo) -> bytes:
+        """A checked command whose counter is on disk."""
         if command.code is MessageCode.REPLACE_ANCHOR:
             new = self.anchors.check_replacement(signer.role, Credentials.parse(command.payload),
                                                  at=self._clock())
-            self.counters.advance(command.originator, command.counter)
             old_keys = self.keyset()
             self.anchors.replace(new)
             if new.usage is Usage.KEY_AGREEMENT:
                 self._broker_mac_key = self._derive_broker_mac_key()
                 self._on_keys_changed(old_keys, self.keyset())
             return b""
-        handler = self._handlers.get(command.code)
-        if handler is None:
-            raise Refused(Reason.UNSUPPORTED, f"this meter has no handler for {command.code.name}")
-        self.counters.advance(command.originator, command.counter)
-        return handler(command, signer.role)
+        return self._handlers[command.code](command, signer.role)
