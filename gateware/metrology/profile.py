@@ -1,7 +1,8 @@
 """The load profile: energy per interval with UTC stamps, kept by the gateware.
 
 Every interval the meter writes one record into a ring in RAM (the SPRAMs on the
-iCE40 UltraPlus, block RAM elsewhere), whether or not a host is connected; a host reads the ring through registers at its own pace.
+iCE40 UltraPlus, block RAM elsewhere), whether or not a host is connected; a host
+reads the ring through registers at its own pace.
 
 Intervals end where the UTC seconds are a multiple of ``profile_interval_s`` (with
 the default 1800 s, at :00 and :30 of every hour). A record holds the end of its
@@ -148,9 +149,11 @@ class LoadProfile(wiring.Component):
         # The ring is a single-port RAM (the UP5K's SPRAMs): a record is two 64-bit
         # words, written in the two cycles from its boundary, and read back, upper
         # word then lower, in every other pair of cycles (see the class documentation).
-        m.submodules.ring = ring = SinglePortRam(depth=2 * self._capacity, width=RECORD_WORD_WIDTH)
+        m.submodules.ring = ring = SinglePortRam(depth=2 * self._capacity,
+                                                 width=RECORD_WORD_WIDTH)
         record = Signal(ProfileRecord)
-        upper = Signal(len(record.as_value()) - RECORD_WORD_WIDTH)  # the word being written, or just read
+        # The upper word being written, or just read.
+        upper = Signal(len(record.as_value()) - RECORD_WORD_WIDTH)
         writing_upper = Signal()
         upper_read = Signal()   # the RAM shows the selected record's upper word
         lower_read = Signal()   # the RAM shows its lower word, read right after the upper
