@@ -52,7 +52,7 @@ class Board:
     resources: tuple[Resource, ...]
     #: Phases the meter measures (``Meter(phases=...)``), 1 or 3.
     phases: int
-    #: Load-profile records the block RAM holds (a power of two).
+    #: Load-profile records the RAM holds (a power of two).
     profile_capacity: int
     #: Whether the bitstream has the security unit (``Meter(security=...)``).
     security: bool
@@ -80,11 +80,11 @@ BOARDS = {
             seal="10", conn=("pmod", 0), attrs=Attrs(IO_STANDARD="SB_LVCMOS"),
             pullup=Attrs(PULLUP=1))),
         phases=1,
-        profile_capacity=512,      # 10.7 days of half-hours in 12 of the 30 EBRs
-        # The security unit (byte-serial AES-GCM, its state in block RAM) costs about
-        # 1,850 LUT4s with the bank's share; the meter leaves about 1,200 cells free
-        # (docs/security.md). Until the meter is slimmer, the UP5K meter has no
-        # security unit: it refuses every write that needs one.
+        profile_capacity=8192,     # 170 days of half-hours in the four SPRAMs
+        # With the security unit (byte-serial AES-GCM, its state in block RAM) the
+        # meter wants about 6,500 of the 5,280 logic cells (docs/performance.md).
+        # Until the meter is slimmer, the UP5K meter has no security unit: it
+        # refuses every write that needs one.
         security=False,
         # The interlock (about 1,000 LUT4s and 7 RAM blocks) waits for the same room.
         interlock=False,
@@ -105,7 +105,7 @@ BOARDS = {
             seal="2-", conn=("gpio", 0), attrs=Attrs(IO_TYPE="LVCMOS33"),
             pullup=Attrs(PULLMODE="UP"))),
         phases=3,
-        profile_capacity=16384,    # 341 days of half-hours in 88 of the 208 DP16KDs
+        profile_capacity=16384,    # 341 days of half-hours: two 64-bit words a record in DP16KDs
         security=True,
         interlock=True,
         bitstream_suffix="bit", lut_cell="TRELLIS_COMB", ff_cell="TRELLIS_FF",

@@ -93,8 +93,9 @@ def adc_devices(phases: int) -> int:
     channels = CHANNELS_PER_PHASE * phases + has_neutral(phases)
     return -(-channels // CHANNELS)
 
-#: Load-profile records kept in block RAM, a power of two: 512 half-hours (10.7 days)
-#: take 12 of the iCE40 UP5K's 30 EBRs. Boards with more block RAM pass more.
+#: Load-profile records, a power of two: 512 half-hours (10.7 days) unless a board
+#: passes more. The ring is the SPRAMs on an iCE40 UltraPlus (up to 8192 records),
+#: block RAM elsewhere (gateware/single_port.py).
 PROFILE_CAPACITY = 512
 #: Voltage event records kept in block RAM, a power of two: 256 fill 4 EBRs.
 EVENT_CAPACITY = 256

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -260,15 +260,21 @@ class RegisterMap:
 class RegisterBus(wiring.Signature):
     """One register access per strobe, answered when the target acknowledges it.
 
-    The initiator (the host-link bridge, or the security unit) drives ``address``,
-    ``write``, ``length`` (payload bytes it received, up to ``MAX_PAYLOAD`` whatever
-    the data width, so the target sees an over-long payload as such) and ``w_data``
-    (right-aligned), and raises ``strobe``; it holds them all until the target raises
-    ``ack``. In the cycle of ``ack`` the target answers with ``status``, and for a
-    read ``r_data`` and ``r_length`` (bytes to send). A write takes effect only with
-    an ``ack`` whose status is ``OK``. Most accesses are acknowledged in the strobe's
-    first cycle; reads from block RAM and writes a component copies a word at a time
-    take a few more. ``authenticated`` is raised, with the ``authority`` whose key
+    The initiator (the host-link bridge) drives ``address``, ``write``, ``length``
+    (payload bytes it received, up to ``MAX_PAYLOAD`` whatever the data width, so
+    the target sees an over-long payload as such) and ``w_data`` (right-aligned), and
+    raises ``strobe``; it holds them all until the target raises ``ack``. In the
+    cycle of ``ack`` the target answers with ``status``, and for a read ``r_length``
+    (bytes to send). The value read comes on ``r_data`` in 16-bit lanes (lane *k* is
+    bits 16k to 16k + 15): in every cycle of the strobe, the initiator takes lane *k*
+    of ``r_data`` if bit *k* of ``r_lanes`` is high, and starts a read with a value
+    of 0, so a lane never marked reads as 0. A register the target holds in
+    flip-flops comes whole in the cycle of ``ack``; one it keeps in block RAM
+    (:class:`RegisterStore`) a word a cycle before it, so that neither side needs a
+    buffer of its own for the value. A write takes effect only with an ``ack`` whose
+    status is ``OK``. Most accesses are acknowledged in the strobe's first cycle;
+    reads from block RAM and writes a component copies a word at a time take a few
+    more. ``authenticated`` is raised, with the ``authority`` whose key
     verified the command, only for a write the security unit asks the host-link
     bridge to make (:class:`~refmeter.gateware.hostlink.bridge.FrameBridge`'s
     ``local`` port); a host's own frames never raise it.
@@ -288,6 +294,7 @@ class RegisterBus(wiring.Signature):
             "status":   In(Status),
             "r_data":   In(data_width),
             "r_length": In(range(data_width // 8 + 1)),
+            "r_lanes":  In(-(-data_width // RegisterStore.WORD_WIDTH)),
         })
 
     @property
@@ -426,8 +433,8 @@ class RegisterBank(wiring.Component):
             m.d.sync += self.sealed_write.eq(0)
 
         # A read from a store: its words are addressed in consecutive cycles from the
-        # strobe's first, lowest first, and gathered as they come; the answer is the
-        # gathered value, a cycle after the last word.
+        # strobe's first, lowest first, and each goes to the initiator on its lane of
+        # ``r_data`` the cycle it comes; the ack follows the last word.
         stored_read = Signal()  # the access is a read of a stored register, status OK
         max_words = max((RegisterStore.words(self._register_map[name]) for name in self._stored),
                         default=0)
@@ -437,7 +444,6 @@ class RegisterBank(wiring.Component):
         words = Signal(range(max_words + 1))
         top_mask = Signal(RegisterStore.WORD_WIDTH)  # the bits of the last word in the value
         step = Signal(range(max_words + 2))  # cycles since the strobe
-        gathered = Signal(max_words * RegisterStore.WORD_WIDTH)
 
         write_waits = Signal()  # an accepted wo write waits for its component's ``ready``
         # Every wo port shows the bus's data, decoded or not: only ``written`` says a
@@ -492,7 +498,11 @@ class RegisterBank(wiring.Component):
             with m.Default():
                 m.d.comb += bus.status.eq(Status.BAD_ADDRESS)
 
-        m.d.comb += bus.ack.eq(bus.strobe & ~write_waits)
+        # A value from flip-flops comes whole with the ack; no lane is marked while a
+        # wo write waits, as its component may still be copying ``w_data``, which the
+        # bridge keeps in the register the lanes write.
+        m.d.comb += [bus.ack.eq(bus.strobe & ~write_waits),
+                     bus.r_lanes.eq(Mux(write_waits, 0, -1))]
         if self._stores:
             data = 0
             for index, store_name in enumerate(self._stores):
@@ -500,14 +510,14 @@ class RegisterBank(wiring.Component):
                 m.d.comb += store.addr.eq(word_address + step)
                 data = store.data if index == 0 else Mux(store_index == index, store.data, data)
             with m.If(bus.strobe & stored_read):
-                m.d.comb += [bus.ack.eq(step == words + 1), bus.r_data.eq(gathered)]
+                word = data & Mux(step == words, top_mask, 0xFFFF)
+                arrived = (step - 1)[:len(step)]  # the word whose data came this cycle
+                m.d.comb += [
+                    bus.ack.eq(step == words + 1),
+                    bus.r_data.eq(Cat(word for _ in range(len(bus.r_lanes)))),
+                    bus.r_lanes.eq(Mux((step != 0) & (step <= words), 1 << arrived, 0)),
+                ]
                 m.d.sync += step.eq(Mux(bus.ack, 0, step + 1))
-                with m.If(step == 0):
-                    m.d.sync += gathered.eq(0)
-                with m.Elif(step <= words):
-                    arrived = (step - 1)[:len(step)]  # the word whose data came this cycle
-                    m.d.sync += gathered.word_select(arrived, RegisterStore.WORD_WIDTH).eq(
-                        data & Mux(step == words, top_mask, 0xFFFF))
         return m
 
     def _guard_refusal(self, register: Register, bus) -> "_Refusal":

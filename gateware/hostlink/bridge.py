@@ -30,11 +30,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.crc import Processor
 from amaranth.lib.wiring import In, Out
 
-from ..registers import RegisterBus, RegisterMap
+from ..registers import RegisterBus, RegisterMap, RegisterStore
 from ..security.authority import Authority
 from .protocol import SOF, MAX_PAYLOAD, CRC, Command, Status
 
 __all__ = ["FrameBridge", "LocalWrite", "LOCAL_WRITE_LAYOUT"]
+
+#: Bits of a lane of the bus's ``r_data``.
+_LANE = RegisterStore.WORD_WIDTH
 
 #: A local write: the register, its value's length in bytes and the authority whose
 #: key verified the command that carries it.
@@ -205,10 +208,16 @@ class FrameBridge(wiring.Component):
                 with m.Elif((command != Command.READ) & (command != Command.WRITE)):
                     respond(Status.BAD_COMMAND)
                 with m.Else():
-                    # The access holds (this state) until the target acknowledges it.
+                    # The access holds (this state) until the target acknowledges it;
+                    # the value read arrives in lanes meanwhile (RegisterBus). A read
+                    # carries no payload, so the lanes not marked stay 0.
                     m.d.comb += bus.strobe.eq(1)
+                    for lane, marked in enumerate(bus.r_lanes):
+                        bits = slice(lane * _LANE, (lane + 1) * _LANE)
+                        with m.If(marked):
+                            m.d.sync += payload[bits].eq(bus.r_data[bits])
                     with m.If(bus.ack):
-                        m.d.sync += [payload.eq(bus.r_data), response_length.eq(bus.r_length)]
+                        m.d.sync += response_length.eq(bus.r_length)
                         respond(bus.status)
 
             # A local write: its value, then the access, answered to the unit alone.

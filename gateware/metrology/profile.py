@@ -1,7 +1,8 @@
 """The load profile: energy per interval with UTC stamps, kept by the gateware.
 
-Every interval the meter writes one record into a ring of block RAM, whether or
-not a host is connected; a host reads the ring through registers at its own pace.
+Every interval the meter writes one record into a ring in RAM (the SPRAMs on the
+iCE40 UltraPlus, block RAM elsewhere), whether or not a host is connected; a host
+reads the ring through registers at its own pace.
 
 Intervals end where the UTC seconds are a multiple of ``profile_interval_s`` (with
 the default 1800 s, at :00 and :30 of every hour). A record holds the end of its
@@ -12,16 +13,16 @@ numbered from 0 at power-up; record ``n`` is in slot ``n mod capacity``, so the
 ring holds records ``head - capacity`` to ``head - 1``.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
 from ..registers import Access, Field, Guard, Register, register_ports
-from .ring import ring_registers, show_selected_record
+from ..single_port import SinglePortRam
+from .ring import ring_registers
 
 __all__ = ["LoadProfile", "ProfileRecord", "DEFAULT_INTERVAL_S", "INTERVAL_WIDTH",
-           "ENERGY_WIDTH", "CHECK_CYCLES"]
+           "ENERGY_WIDTH", "CHECK_CYCLES", "SELECT_CYCLES", "RECORD_WORD_WIDTH"]
 
 #: Interval length after reset, s: half-hourly, as settlement uses.
 DEFAULT_INTERVAL_S = 1800
@@ -30,6 +31,11 @@ INTERVAL_WIDTH = 17
 #: Width of a record's energy: 2**30 Wh (1 GWh) is far more than any meter passes in
 #: the longest interval, and with 3 flags a record fits 12 bytes.
 ENERGY_WIDTH = 30
+#: The ring's RAM word: a record is two of them, the low 64 bits and the other 31.
+RECORD_WORD_WIDTH = 64
+#: Clock cycles from a change of ``profile_select`` until ``profile_record`` shows the
+#: slot: a read takes two cycles, and a record written meanwhile two more.
+SELECT_CYCLES = 8
 #: Clock cycles from a change of the UTC seconds to its record (a bit-serial division).
 CHECK_CYCLES = 33
 
@@ -46,15 +52,19 @@ class ProfileRecord(data.Struct):
 
 
 class LoadProfile(wiring.Component):
-    """Interval energy in a ring of block RAM, with its registers.
+    """Interval energy in a ring in RAM, with its registers.
 
     Parameters
     ----------
     capacity : int
-        Records the ring holds, a power of two. The ring is ``capacity`` words of
-        95 bits (:class:`ProfileRecord`) in a :class:`~amaranth.lib.memory.Memory`
-        with a write port and a read port of its own, so the host's reads never
-        wait on recording or change it.
+        Records the ring holds, a power of two. The ring is a
+        :class:`~refmeter.gateware.single_port.SinglePortRam` of ``2 * capacity``
+        words of 64 bits: record ``n`` (:class:`ProfileRecord`, 95 bits) is its low
+        64 bits in word ``2 * slot`` and the rest in word ``2 * slot + 1``. On the
+        iCE40 UltraPlus that is its four SPRAMs, so up to 8192 records. Recording
+        writes both words in the two cycles from its boundary; in every other
+        cycle the RAM reads the selected record for ``profile_record``, upper word
+        then lower, so a host's reads never change what is recorded.
 
     Attributes
     ----------
@@ -82,10 +92,14 @@ class LoadProfile(wiring.Component):
     stays open (its energy is kept) until a non-zero length is set.
 
     ``profile_record`` shows the record in the slot of ``profile_select`` (its low
-    bits) from two cycles after ``profile_select`` changes, all fields from one
-    instant. Whether that slot still holds record ``profile_select`` is the host's
-    to check against ``profile_head``: it did if, read after the record,
-    ``head - capacity <= profile_select < head``.
+    bits) at most :data:`SELECT_CYCLES` cycles after ``profile_select`` changes,
+    all fields from one instant: it takes a record's two words at once, from two
+    reads with no write between them. Whether that slot still holds record
+    ``profile_select`` is the host's to check against ``profile_head``: it did if,
+    read after the record, ``head - capacity <= profile_select < head``. The head
+    counts a new record in the cycle that ``profile_record`` takes its first read of
+    the RAM after the write, so a record and a head read after it are never from
+    either side of a write to the slot shown.
     """
 
     REGISTERS = (
@@ -132,16 +146,19 @@ class LoadProfile(wiring.Component):
         m = Module()
         index_width = (self._capacity - 1).bit_length()
 
-        # The read port is asynchronous with a register after it (`profile_record`),
-        # which Yosys merges into the block RAM's read port. The register holds
-        # while a record is written, so a read never meets a write and the RAM's
-        # read-during-write behaviour does not matter. Yosys sees the enables
-        # exclude each other (without the hold it adds ~200 flip-flops to emulate
-        # read-before-write on the iCE40); `no_rw_check` says so explicitly.
-        m.submodules.ring = ring = Memory(shape=ProfileRecord, depth=self._capacity, init=[],
-                                          attrs={"no_rw_check": 1})
-        write = ring.write_port()
-        read = ring.read_port(domain="comb")
+        # The ring is a single-port RAM (the UP5K's SPRAMs): a record is two 64-bit
+        # words, written in the two cycles from its boundary, and read back, upper
+        # word then lower, in every other pair of cycles (see the class documentation).
+        m.submodules.ring = ring = SinglePortRam(depth=2 * self._capacity,
+                                                 width=RECORD_WORD_WIDTH)
+        record = Signal(ProfileRecord)
+        # The upper word being written, or just read.
+        upper = Signal(len(record.as_value()) - RECORD_WORD_WIDTH)
+        writing_upper = Signal()
+        upper_read = Signal()   # the RAM shows the selected record's upper word
+        lower_read = Signal()   # the RAM shows its lower word, read right after the upper
+        published = Signal(init=1)  # the record last written shows where it is selected
+        selected = self.profile_select.value[:index_width]
 
         head = Signal(32)
         started = Signal()
@@ -178,22 +195,43 @@ class LoadProfile(wiring.Component):
 
         # At a boundary: write the record, start the next interval.
         m.d.comb += [
-            write.addr.eq(head[:index_width]),
-            write.en.eq(boundary),
-            write.data.end_seconds.eq(seconds),
-            write.data.active_import_wh.eq(import_now - import_start),
-            write.data.active_export_wh.eq(export_now - export_start),
-            write.data.power_up.eq(flags.power_up),
-            write.data.clock_set.eq(flags.clock_set),
-            write.data.interval_changed.eq(flags.interval_changed),
+            record.end_seconds.eq(seconds),
+            record.active_import_wh.eq(import_now - import_start),
+            record.active_export_wh.eq(export_now - export_start),
+            record.power_up.eq(flags.power_up),
+            record.clock_set.eq(flags.clock_set),
+            record.interval_changed.eq(flags.interval_changed),
         ]
         with m.If(boundary):
+            m.d.comb += [ring.addr.eq(Cat(Const(0, 1), head[:index_width])),
+                         ring.w_data.eq(record.as_value()[:RECORD_WORD_WIDTH]), ring.w_en.eq(1)]
             m.d.sync += [
-                head.eq(head + 1),
+                upper.eq(record.as_value()[RECORD_WORD_WIDTH:]),
+                writing_upper.eq(1),
+                published.eq(0),
                 import_start.eq(import_now),
                 export_start.eq(export_now),
                 flags.eq(0),
             ]
+        with m.Elif(writing_upper):
+            m.d.comb += [ring.addr.eq(Cat(Const(1, 1), head[:index_width])), ring.w_data.eq(upper),
+                         ring.w_en.eq(1)]
+            m.d.sync += writing_upper.eq(0)
+        # Otherwise the RAM reads the selected record, upper word then lower word; the
+        # record register takes both at once, so it only ever holds one whole record.
+        with m.Elif(~upper_read):
+            m.d.comb += ring.addr.eq(Cat(Const(1, 1), selected))
+            with m.If(lower_read):
+                m.d.sync += self.profile_record.eq(Cat(ring.r_data, upper))
+                # The head counts a record once it shows where it is selected, so a
+                # host that reads the record and then the head sees both or neither.
+                with m.If(~published):
+                    m.d.sync += [head.eq(head + 1), published.eq(1)]
+        with m.Else():
+            m.d.comb += ring.addr.eq(Cat(Const(0, 1), selected))
+            m.d.sync += upper.eq(ring.r_data)
+        reading = ~boundary & ~writing_upper
+        m.d.sync += [upper_read.eq(reading & ~upper_read), lower_read.eq(reading & upper_read)]
 
         # A new second (or the clock being set) starts a check. This comes after the
         # boundary logic so that what happens in a boundary's cycle counts for the
@@ -219,7 +257,6 @@ class LoadProfile(wiring.Component):
             with m.If(requested != interval):
                 m.d.sync += flags.interval_changed.eq(1)
 
-        # Host side: the record in the selected slot, as it was at one clock edge.
-        show_selected_record(m, self, "profile", read=read, head=head,
-                             capacity=self._capacity, hold=boundary)
+        m.d.comb += [self.profile_head.value.eq(head),
+                     self.profile_capacity.value.eq(self._capacity)]
         return m
