@@ -52,6 +52,18 @@ def test_commissioning_then_signed_commands_reach_the_gateware(tmp_path):
         assert int(meter.read("invocation_counter_supplier")) == 1   # the supplier's slot wrote it
         assert len(control.handle(command(pki, Role.NETWORK, MessageCode.READ_ENERGY, 1)
                                   .to_bytes())) == 16
+        # The network operator reads voltage quality, but not the household's profile.
+        deadline = time.monotonic() + 120
+        while int(meter.read("windows_completed")) < 2:
+            assert time.monotonic() < deadline, "the meter completed no measurement windows"
+        quality = control.handle(command(pki, Role.NETWORK, MessageCode.READ_VOLTAGE_QUALITY, 2)
+                                 .to_bytes())
+        assert len(quality) == 12
+        assert int.from_bytes(quality[0:4], "big") / 1000 == pytest.approx(230, abs=1)
+        assert int.from_bytes(quality[4:8], "big") / 1000 in (0, pytest.approx(50, abs=0.1))
+        with pytest.raises(Refused) as refusal:
+            control.handle(command(pki, Role.NETWORK, MessageCode.READ_LOAD_PROFILE, 3).to_bytes())
+        assert refusal.value.reason is Reason.NOT_PERMITTED
 
         # Refused in the control module: the gateware sees nothing.
         for data, reason in [
@@ -99,6 +111,9 @@ def test_commissioning_then_signed_commands_reach_the_gateware(tmp_path):
         control.handle(command(pki, Role.SUPPLIER, MessageCode.SET_CLOCK, 4,
                                target.to_bytes(8, "big")).to_bytes())
         assert int(meter.read("invocation_counter_supplier")) == 4
+        profile = control.handle(command(pki, Role.SUPPLIER, MessageCode.READ_LOAD_PROFILE, 10)
+                                 .to_bytes())
+        assert len(profile) == 16 * int(meter.read("profile_head"))   # the ring has not wrapped
         sealed = seal_reading(meter, SealKind.SNAPSHOT)
         sealed.verify(renewed[Authority.READING])
         with pytest.raises(MeterError):

@@ -6,6 +6,9 @@ from refmeter.gateware.interlock import Action
 from refmeter.gateware.security.authority import Authority
 
 from ..device import Meter
+from ..events import read_events
+from ..measurements import phases, read_phase
+from ..profile import read_profile
 from ..security import KeySet, send_command
 from ..switch import request_switch
 from .access import MessageCode
@@ -31,6 +34,12 @@ class GatewareLink:
         * SET_CLOCK (8 bytes, UTC seconds): an authenticated ``utc_set`` write under
           the originator's slot; the reply is the meter's clock after it, 8 bytes.
         * READ_ENERGY: the reply is total +A and -A, Wh, 8 bytes each.
+        * READ_LOAD_PROFILE: the reply is every record in the profile ring, oldest
+          first, 16 bytes each: the interval's end (UTC seconds, 8 bytes), +A and -A
+          (Wh, 4 bytes each).
+        * READ_VOLTAGE_QUALITY: the reply is, per phase, Urms (mV, 4 bytes) and the
+          line frequency (mHz, 4 bytes; 0 without voltage), then the number of
+          voltage-event edges in the meter's log (sags, swells, interruptions; 4 bytes).
         * DISCONNECT_SUPPLY: the interlock's two sources, each a request under its own
           slot with one request id (the command counter's low 16 bits): the
           originator's signature and the broker's MAC, both checked here, become the
@@ -42,6 +51,8 @@ class GatewareLink:
         reason code (1 byte, ``refmeter.gateware.interlock.Reason``).
         """
         return {MessageCode.SET_CLOCK: self._set_clock, MessageCode.READ_ENERGY: self._read_energy,
+                MessageCode.READ_LOAD_PROFILE: self._read_load_profile,
+                MessageCode.READ_VOLTAGE_QUALITY: self._read_voltage_quality,
                 MessageCode.DISCONNECT_SUPPLY: self._disconnect,
                 MessageCode.ARM_RECONNECTION: self._arm_reconnection}
 
@@ -53,6 +64,20 @@ class GatewareLink:
     def _read_energy(self, command: SignedCommand, role: Role) -> bytes:
         return b"".join(int(self.meter.read(name)).to_bytes(8, "big")
                         for name in ("active_import_wh_total", "active_export_wh_total"))
+
+    def _read_load_profile(self, command: SignedCommand, role: Role) -> bytes:
+        return b"".join(int(record.end.timestamp()).to_bytes(8, "big")
+                        + record.active_import_wh.to_bytes(4, "big")
+                        + record.active_export_wh.to_bytes(4, "big")
+                        for record in read_profile(self.meter))
+
+    def _read_voltage_quality(self, command: SignedCommand, role: Role) -> bytes:
+        quality = b""
+        for phase in phases(self.meter):
+            measured = read_phase(self.meter, phase)
+            quality += (round(measured.voltage_rms_v * 1000).to_bytes(4, "big")
+                        + round((measured.frequency_hz or 0) * 1000).to_bytes(4, "big"))
+        return quality + len(read_events(self.meter)).to_bytes(4, "big")
 
     def _disconnect(self, command: SignedCommand, role: Role) -> bytes:
         return self._switch(command, Action.REMOTE_DISCONNECT,
