@@ -37,18 +37,13 @@ import numpy as np  # noqa: E402
 from refmeter.soft.tariffs import bill_meters, resolve_calendar, tariff_from_dict  # noqa: E402
 from refmeter.soft.tariffs.reference import sam_bill, sam_year_days  # noqa: E402
 
+from run import _table  # noqa: E402
+
 TARIFF = Path(__file__).parent.parent / "tests" / "tariffs_data" / "sam_comparable.json"
 #: England and Wales bank holidays in 2029, billed as weekends.
 BANK_HOLIDAYS_2029 = ("2029-01-01", "2029-03-30", "2029-04-02", "2029-05-07", "2029-05-28",
                       "2029-08-27", "2029-12-25", "2029-12-26")
 PERIODS = 17520
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.rjust(width) if index else cell.ljust(width)
-                               for index, (cell, width) in enumerate(zip(row, widths))).rstrip()
-                     for row in rows)
 
 
 def meter_years(meters: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
