@@ -122,15 +122,19 @@ CONFIGURATIONS = [
 ]
 
 
+def _engine_ports() -> dict:
+    """What :class:`SerialHarness` drives: a request of a key and a block, and 128-bit
+    responses."""
+    return {"request": In(stream.Signature(request_layout(decrypt=False))),
+            "response": Out(stream.Signature(128))}
+
+
 class PassThrough(wiring.Component):
     """Stands in for the engine when measuring the harness: answers each request at
     once with block ^ key."""
 
     def __init__(self):
-        super().__init__({
-            "request": In(stream.Signature(request_layout(decrypt=False))),
-            "response": Out(stream.Signature(128)),
-        })
+        super().__init__(_engine_ports())
 
     def elaborate(self, platform):
         m = Module()
@@ -148,10 +152,7 @@ class GhashAdapter(wiring.Component):
 
     def __init__(self, *, digit: int):
         self._digit = digit
-        super().__init__({
-            "request": In(stream.Signature(request_layout(decrypt=False))),
-            "response": Out(stream.Signature(128)),
-        })
+        super().__init__(_engine_ports())
 
     def elaborate(self, platform):
         m = Module()
@@ -186,10 +187,7 @@ class GcmAdapter(wiring.Component):
 
     def __init__(self, **parameters):
         self._parameters = parameters
-        super().__init__({
-            "request": In(stream.Signature(request_layout(decrypt=False))),
-            "response": Out(stream.Signature(128)),
-        })
+        super().__init__(_engine_ports())
 
     def elaborate(self, platform):
         m = Module()
@@ -223,10 +221,7 @@ class SerialGcmAdapter(wiring.Component):
 
     def __init__(self, **parameters):
         self._parameters = parameters
-        super().__init__({
-            "request": In(stream.Signature(request_layout(decrypt=False))),
-            "response": Out(stream.Signature(128)),
-        })
+        super().__init__(_engine_ports())
 
     def elaborate(self, platform):
         m = Module()
