@@ -7,8 +7,7 @@
 //   CYCLES_PER_SAMPLE  clock cycles between sample sets (a real number)
 //   SAMPLES_FD         file descriptor of sample sets: a little-endian int32 per
 //                      ADC channel (4 per ADC) each, then one of the panel's
-//                      inputs (bit 0 button, 1 isolate, 2 aux override:
-//                      Panel.INPUTS in simulators.py)
+//                      inputs for the harness's panel port
 //   SEAL_OPEN          0 or 1, the meter's seal input
 #include <cerrno>
 #include <cstdint>
@@ -112,9 +111,7 @@ int main(int argc, char **argv) {
             int32_t codes[CHANNELS + 1];  // the channels, then the panel
             if (!read_all(samples_fd, codes, sizeof codes)) return 1;
             pack_codes(codes, top.PORT(adc_codes, payload));
-            top.button = codes[CHANNELS] & 1;
-            top.isolate = codes[CHANNELS] >> 1 & 1;
-            top.aux_override = codes[CHANNELS] >> 2 & 1;
+            top.panel = codes[CHANNELS];
             next_sample += cycles_per_sample;
         }
         if (cycle % POLL_CYCLES == 0) {

@@ -18,12 +18,14 @@ from refmeter.gateware.meter import Meter, adc_devices
 
 from .ads131m04 import ADS131M04Model
 
-__all__ = ["SimHarness", "SIM_CLK_FREQ", "SIM_BAUD"]
+__all__ = ["SimHarness", "SIM_CLK_FREQ", "SIM_BAUD", "PANEL_INPUTS"]
 
 #: The simulated meter runs at the iCEBreaker's 12 MHz, so timers mean the same ...
 SIM_CLK_FREQ = 12_000_000
 #: ... but its UART at 8 cycles per bit: a TCP client has no baud rate to match.
 SIM_BAUD = SIM_CLK_FREQ // 8
+#: The meter's inputs a person works, bit 0 first on the harness's ``panel`` port.
+PANEL_INPUTS = ("button", "isolate", "aux_override")
 
 
 class SimHarness(wiring.Component):
@@ -42,8 +44,8 @@ class SimHarness(wiring.Component):
         period; the models are always ready.
     seal_open : Signal, in
         The meter's seal input.
-    button, isolate, aux_override : Signal, in
-        The meter's reconnect button, isolation switch and auxiliary override button.
+    panel : Signal(len(PANEL_INPUTS)), in
+        What a person works at the meter: a bit per input of :data:`PANEL_INPUTS`.
     from_meter : stream out
         Bytes the meter's UART transmitted.
     """
@@ -62,9 +64,7 @@ class SimHarness(wiring.Component):
             "utc_preset": In(stream.Signature(32)),
             "adc_codes": In(stream.Signature(sample_layout(self._devices))),
             "seal_open": In(1),
-            "button": In(1),
-            "isolate": In(1),
-            "aux_override": In(1),
+            "panel": In(len(PANEL_INPUTS)),
         })
 
     def elaborate(self, platform):
@@ -97,8 +97,9 @@ class SimHarness(wiring.Component):
             ]
             if device == 0:
                 m.d.comb += meter.adc_drdy_n.eq(adc.drdy_n)
-        m.d.comb += [meter.seal_open.eq(self.seal_open), meter.button.eq(self.button),
-                     meter.isolate.eq(self.isolate), meter.aux_override.eq(self.aux_override)]
+        m.d.comb += meter.seal_open.eq(self.seal_open)
+        for bit, name in enumerate(PANEL_INPUTS):
+            m.d.comb += getattr(meter, name).eq(self.panel[bit])
         for relay in ("main_relay", "priority_relay"):
             m.submodules[relay] = model = LatchingRelayModel(closed=True)
             wiring.connect(m, getattr(meter, relay), model.relay)

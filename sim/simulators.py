@@ -30,7 +30,7 @@ from refmeter.soft.errors import LinkError
 from refmeter.soft.transport import Transport
 
 from .analog import FrontEnd, Load
-from .harness import SIM_BAUD, SIM_CLK_FREQ, SimHarness
+from .harness import PANEL_INPUTS, SIM_BAUD, SIM_CLK_FREQ, SimHarness
 from . import verilator
 
 __all__ = ["SIMULATORS", "DEFAULT_LOAD", "SIM_INTERLOCK", "Panel", "default_simulator", "simulated_meter",
@@ -98,7 +98,8 @@ class SampleSource:
 
 class Panel:
     """What a person does at a simulated meter: the reconnect button, the auxiliary
-    override button and the isolation switch (the harness's inputs of those names).
+    override button and the isolation switch (the harness's ``panel`` port, a bit per
+    input of :data:`~.harness.PANEL_INPUTS`).
 
     The simulation takes the panel's state with each block of sample sets it
     generates, ahead of the meter, so a change reaches the meter within a block or
@@ -106,8 +107,6 @@ class Panel:
     press falls between two blocks.
     """
 
-    #: The inputs, in their bit order on the way to the harness (and harness.cpp).
-    INPUTS = ("button", "isolate", "aux_override")
     BUTTONS = ("button", "aux_override")
     SWITCHES = ("isolate",)
 
@@ -120,7 +119,7 @@ class Panel:
     def _bit(self, name: str, kind: str, names: tuple[str, ...]) -> int:
         if name not in names:
             raise ValueError(f"the panel has no {kind} {name!r}: it has {', '.join(names)}")
-        return 1 << self.INPUTS.index(name)
+        return 1 << PANEL_INPUTS.index(name)
 
     def press(self, name: str, *, seconds: float = 0.2) -> None:
         """Press button ``name`` for ``seconds`` of meter time."""
@@ -255,8 +254,7 @@ class AmaranthSimulation(Transport):
                     samples = zip(block.tolist(), self.panel.next_block(len(block)).tolist())
                     sample = next(samples)
                 codes, panel = sample
-                for index, name in enumerate(Panel.INPUTS):
-                    ctx.set(getattr(harness, name), panel >> index & 1)
+                ctx.set(harness.panel, panel)
                 ctx.set(harness.adc_codes.payload, codes)
                 ctx.set(harness.adc_codes.valid, 1)
                 await ctx.tick()
